@@ -11,7 +11,9 @@
 //                                        "Operator key history")
 //        [--responses responses.jsonl]   one JSON object a line per response the auditor saw:
 //                                        {"status":200,"request_id":"req_..","audit_id":"req_..","jurisdiction":"TH",
-//                                         "node":"gw-th-1"} (node optional: x-sovereign-node)
+//                                         "node":"gw-th-1","id":"chatcmpl-.."} (node optional: x-sovereign-node; id
+//                                         optional: the body's id, which the outcome entry states as response_id; a
+//                                         line with the id alone, its headers not kept, is found by it)
 //        [--usage usage.json]            the tenant's GET /v1/usage?group_by=model,day answer
 //        [--audit-page page.json]        a GET /v1/audit answer: each item re-hashes and is the export's line
 //        [--previous EARLIER.jsonl]      the archive file before this one: this file must continue its chain, and
@@ -735,9 +737,17 @@ let responsesChecked = 0;
 if (responsesFile) {
   for (const l of readFileSync(responsesFile, 'utf8').split('\n').filter(Boolean)) {
     const r = JSON.parse(l);
-    const id = r.audit_id;
-    if (!id) continue; // no audit id: the response claims no decision (a 400, 401, 404)
-    responsesChecked++;
+    let id = r.audit_id;
+    const bodyId = typeof r.id === 'string' ? r.id : null;
+    if (!id && bodyId) {
+      // Only the body kept (its headers dropped): the outcome entry that names its id is the request's (FORMAT.md,
+      // "Inference entries": details.response_id).
+      const named = entries.find(e => e.kind === 'inference' && e.details?.response_id === bodyId);
+      responsesChecked++;
+      if (!named) { problem(`response ${shown(bodyId, 200)}`, 'no outcome entry names this response id (details.response_id)'); continue; }
+      id = named.details.request_id;
+    } else if (!id) continue; // no audit id: the response claims no decision (a 400, 401, 404)
+    else responsesChecked++;
     const at = `response ${id}`;
     if (r.request_id && r.request_id !== id) problem(at, `x-request-id ${r.request_id} differs from x-sovereign-audit-id`);
     const found = byRequest.get(id);
@@ -751,7 +761,8 @@ if (responsesFile) {
     // which is sequence order within a request's chain.
     const outcomeAt = found.findIndex(e => e.kind === 'inference' && (e.action === 'inference.completed' || e.action === 'inference.interrupted'));
     const followed = (outcomeAt >= 0 ? found.slice(0, outcomeAt) : found).filter(isDecision).at(-1) ?? found.filter(isDecision).at(-1);
-    if (followed.jurisdiction !== r.jurisdiction)
+    // A line of the body alone has no jurisdiction header to compare; any other line must state the entry's.
+    if ((r.audit_id || r.jurisdiction !== undefined) && followed.jurisdiction !== r.jurisdiction)
       problem(at, `entry ${followed.sequence} says ${followed.jurisdiction}, the response said ${r.jurisdiction}`);
     const refused = followed.decision === 'refused';
     // x-sovereign-node names where an allowed request ran (a refusal's names the gateway that refused, which its
@@ -770,6 +781,9 @@ if (responsesFile) {
     else if (r.status === 200 && !ran)
       problem(at, `a 200, but its outcome (entry ${outcome.sequence}) is '${outcome.details.outcome}': refused before it ran`);
     if (r.status === 403 && !refused) problem(at, 'a 403 without a refused decision');
+    // The body's id is the one its outcome entry states (entries written before response_id was recorded state none).
+    if (bodyId && outcome && outcome.details.response_id !== undefined && outcome.details.response_id !== bodyId)
+      problem(at, `its outcome (entry ${outcome.sequence}) names response ${outcome.details.response_id}, the body said ${shown(bodyId, 200)}`);
   }
 }
 

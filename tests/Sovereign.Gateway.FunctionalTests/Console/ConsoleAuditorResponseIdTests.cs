@@ -110,6 +110,22 @@ public sealed class ConsoleAuditorResponseIdTests(ConsoleFixture fixture, Browse
             Assert.True(mjsExit == 0, mjsOut);
             (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify-export", export, "--public-key", publicKey);
             Assert.True(exit == 0, stdout + stderr);
+
+            // The auditor's verifier ties each kept body to its entries by its id alone (the headers dropped), and a
+            // body whose id and audit id name different requests, or an id no entry names, is a problem.
+            var kept = Path.Combine(directory, "responses.jsonl");
+            await File.WriteAllLinesAsync(kept, responses.Select(r => JsonSerializer.Serialize(new { status = 200, id = r.Id })));
+            (mjsExit, mjsOut) = await AuditVerifyScript.RunAsync(export, publicKey, "--responses", kept);
+            Assert.True(mjsExit == 0, mjsOut);
+            Assert.Contains("4 responses", mjsOut, StringComparison.Ordinal);
+            await File.WriteAllLinesAsync(kept, [
+                JsonSerializer.Serialize(new { status = 200, id = "chatcmpl-forged" }),
+                JsonSerializer.Serialize(new { status = 200, audit_id = responses[0].AuditId, jurisdiction = "TH", id = responses[2].Id }),
+            ]);
+            (mjsExit, mjsOut) = await AuditVerifyScript.RunAsync(export, publicKey, "--responses", kept);
+            Assert.True(mjsExit == 3, mjsOut);
+            Assert.Contains("no outcome entry names this response id", mjsOut, StringComparison.Ordinal);
+            Assert.Contains($"names response {responses[0].Id}, the body said {responses[2].Id}", mjsOut, StringComparison.Ordinal);
         }
         finally
         {
