@@ -13,7 +13,9 @@
 //                                        {"status":200,"request_id":"req_..","audit_id":"req_..","jurisdiction":"TH",
 //                                         "node":"gw-th-1","id":"chatcmpl-.."} (node optional: x-sovereign-node; id
 //                                         optional: the body's id, which the outcome entry states as response_id; a
-//                                         line with the id alone, its headers not kept, is found by it)
+//                                         line with the id alone, its headers not kept, is found by it;
+//                                         "audit_entry": x-sovereign-audit-entry, [CHAIN:]SEQUENCE:HASH, optional: the
+//                                         export must hold that entry, with that hash, as the request's outcome or refusal)
 //        [--usage usage.json]            the tenant's GET /v1/usage?group_by=model,day answer
 //        [--audit-page page.json]        a GET /v1/audit answer: each item re-hashes and is the export's line
 //        [--previous EARLIER.jsonl]      the archive file before this one: this file must continue its chain, and
@@ -781,6 +783,23 @@ if (responsesFile) {
     else if (r.status === 200 && !ran)
       problem(at, `a 200, but its outcome (entry ${outcome.sequence}) is '${outcome.details.outcome}': refused before it ran`);
     if (r.status === 403 && !refused) problem(at, 'a 403 without a refused decision');
+    // x-sovereign-audit-entry ([CHAIN:]SEQUENCE:HASH): the entry the server named when it answered (the outcome; a
+    // refusal's decision). Its hash binds the entry and the chain before it, so a log rewritten afterwards cannot match.
+    if (typeof r.audit_entry === 'string') {
+      const m = /^(?:(.+):)?(\d+):([0-9a-f]{64})$/.exec(r.audit_entry);
+      const expected = refused ? followed : outcome;
+      if (!m) problem(at, `audit_entry '${shown(r.audit_entry, 200)}' is not [CHAIN:]SEQUENCE:HASH`);
+      else {
+        const [chain, seq, hash] = [m[1] ?? null, Number(m[2]), m[3]];
+        const named = entries.find(e => e.sequence === seq && (e.chain ?? null) === chain);
+        const label = `entry ${seq}${chain === null ? '' : ` of chain ${shown(chain, 200)}`}`;
+        if (!named) problem(at, `x-sovereign-audit-entry names ${label}, which the export does not show in full (outside its range?)`);
+        else if (named.hash !== hash)
+          problem(at, `WitnessMismatch: x-sovereign-audit-entry states hash ${hash} for ${label}; the export has ${named.hash}: the log was rewritten after the response`);
+        else if (expected && named !== expected)
+          problem(at, `x-sovereign-audit-entry names ${label}, not the ${refused ? 'refused decision' : 'outcome'} of this request (entry ${expected.sequence})`);
+      }
+    }
     // The body's id is the one its outcome entry states (entries written before response_id was recorded state none).
     if (bodyId && outcome && outcome.details.response_id !== undefined && outcome.details.response_id !== bodyId)
       problem(at, `its outcome (entry ${outcome.sequence}) names response ${outcome.details.response_id}, the body said ${shown(bodyId, 200)}`);

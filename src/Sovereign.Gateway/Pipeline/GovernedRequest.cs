@@ -149,10 +149,30 @@ internal sealed class GovernedRequest : IAsyncDisposable
     }
 
     /// <summary>Closes the books of work that ran to its end; call before writing the response's last bytes.</summary>
-    public Task CompleteAsync() => CloseAsync(Aborted.IsCancellationRequested && !Hosting.ShutdownCut.WasCut(Http) ? UsageOutcome.Cancelled : UsageOutcome.Completed);
+    public async Task CompleteAsync()
+    {
+        await CloseAsync(Aborted.IsCancellationRequested && !Hosting.ShutdownCut.WasCut(Http) ? UsageOutcome.Cancelled : UsageOutcome.Completed);
+        StateOutcomeEntry();
+    }
 
     /// <summary>Closes the books of work that ended in an error the client is told about (e.g. an upstream's 4xx).</summary>
-    public Task FailAsync() => CloseAsync(UsageOutcome.Failed);
+    public async Task FailAsync()
+    {
+        await CloseAsync(UsageOutcome.Failed);
+        StateOutcomeEntry();
+    }
+
+    /// <summary>
+    /// Names the outcome's entry on the answer (<see cref="InferenceRouter.AuditEntryHeader"/>) where its headers have not
+    /// left yet: every answer but a stream, whose headers leave before its end is known.
+    /// </summary>
+    private void StateOutcomeEntry()
+    {
+        if (Route?.OutcomeEntry is { } entry && !Http.Response.HasStarted)
+        {
+            Http.Response.Headers[InferenceRouter.AuditEntryHeader] = InferenceRouter.AuditEntryValue(entry);
+        }
+    }
 
     /// <summary>Closes the books if nothing else did, then releases the execution (its slot, its sequences).</summary>
     public async ValueTask DisposeAsync()

@@ -130,6 +130,9 @@ public sealed class RoutedRequest
     /// header is often dropped).
     /// </summary>
     internal string? ResponseId { get; set; }
+
+    /// <summary>The outcome's entry once committed (<see cref="InferenceRouter.AuditEntryHeader"/> names it on an answer not yet started).</summary>
+    internal AuditEntry? OutcomeEntry { get; set; }
 }
 
 /// <summary>A model as /v1/models lists it.</summary>
@@ -161,6 +164,21 @@ public sealed class InferenceRouter(
 
     /// <summary>Response header: the request's audit id.</summary>
     public const string AuditIdHeader = "x-sovereign-audit-id";
+
+    /// <summary>
+    /// Response header: the entry that states how the request ended, as <c>[CHAIN:]SEQUENCE:HASH</c> (its member chain,
+    /// when it has one; the sequence; its 64-digit hash): the outcome of an answer whose headers leave after its books
+    /// close (every answer but a stream), the refused decision of a refusal. Unsigned, like the other headers; but its
+    /// hash commits to the entry and, through <c>previousHash</c>, to the whole chain before it, so a client that keeps it
+    /// holds what a later export must show at that sequence (<c>tools/audit-verify.mjs --responses</c>, <c>audit_entry</c>):
+    /// a log rebuilt afterwards cannot match it.
+    /// </summary>
+    public const string AuditEntryHeader = "x-sovereign-audit-entry";
+
+    /// <summary>The <see cref="AuditEntryHeader"/> value of <paramref name="entry"/>.</summary>
+    internal static string AuditEntryValue(AuditEntry entry) => entry.Chain is { } chain
+        ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{chain}:{entry.Sequence}:{entry.Hash}")
+        : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{entry.Sequence}:{entry.Hash}");
 
     /// <summary>Jurisdiction code for "not declared": ISO's user-assigned ZZ, which no policy can allow.</summary>
     public const string Undeclared = "ZZ";
@@ -533,7 +551,7 @@ public sealed class InferenceRouter(
             }
         }
 
-        await audit.AppendAsync(new AuditRecord
+        var refused = await audit.AppendAsync(new AuditRecord
         {
             Kind = AuditKind.Inference,
             Actor = caller.KeyId ?? caller.TenantId,
@@ -549,6 +567,7 @@ public sealed class InferenceRouter(
             Details = AliasDetails(WithEndpoint(new Dictionary<string, string> { ["request_id"] = requestId }, context), alias, aliasChoice),
         }, CancellationToken.None); // The evidence does not depend on the client staying: its ledger record follows, gone or not.
         context.Response.Headers[AuditIdHeader] = requestId;
+        context.Response.Headers[AuditEntryHeader] = AuditEntryValue(refused);
         // The refusal's answer says which language the alias saw, as the audit entry does.
         LanguageRouting.AddHeaders(context.Response.Headers, aliasChoice);
         if (metered)
@@ -569,8 +588,8 @@ public sealed class InferenceRouter(
     /// that refused an allowed request before it ran (<c>refusal_code</c>, e.g. <c>rate_limit_exceeded</c>): the chain
     /// said only <c>rejected</c>, and the reason was in the usage ledger alone, which is not hash-chained.
     /// </summary>
-    public Task CompleteAsync(RoutedRequest request, long promptTokens, long completionTokens, string outcome, string? refusalCode, Storage.ICarriedWrite? carried = null) =>
-        audit.AppendAsync(OutcomeRecord(request, promptTokens, completionTokens, outcome, refusalCode), carried);
+    public async Task CompleteAsync(RoutedRequest request, long promptTokens, long completionTokens, string outcome, string? refusalCode, Storage.ICarriedWrite? carried = null) =>
+        request.OutcomeEntry = await audit.AppendAsync(OutcomeRecord(request, promptTokens, completionTokens, outcome, refusalCode), carried);
 
     /// <summary>
     /// The outcome entry <see cref="CompleteAsync(RoutedRequest, long, long, string, string?, Storage.ICarriedWrite?)"/>

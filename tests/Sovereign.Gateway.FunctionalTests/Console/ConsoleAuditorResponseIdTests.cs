@@ -151,4 +151,72 @@ public sealed class ConsoleAuditorResponseIdTests(ConsoleFixture fixture, Browse
         await page.GetByRole(AriaRole.Button, new() { Name = "Find its entries" }).ClickAsync();
         await Assertions.Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("No audit entry names 'resp_unknown'");
     }
+
+    /// <summary>
+    /// <c>x-sovereign-audit-entry</c> names the entry that states how the request ended (the outcome of an answer whose
+    /// headers leave after its books close; the refused decision of a 403): its sequence and hash, which commit to the
+    /// entry and the chain before it. A stream's headers leave first, so it has none. The auditor's verifier checks a
+    /// kept header against the export: the same hash, and the request's own outcome; a hash the log no longer holds is a
+    /// WitnessMismatch. Before, no response named its entry's hash: the headers it carried were bound to nothing.
+    /// </summary>
+    [Fact]
+    public async Task AuditEntryHeader_NamesTheOutcomeEntry_AndTheAuditorsVerifierChecksIt()
+    {
+        var (tenant, key) = await fixture.NewTenantAsync();
+        using var client = new HttpClient { BaseAddress = fixture.Address };
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        var messages = new[] { new { role = "user", content = "Once upon a time" } };
+        using var answer = await client.PostAsJsonAsync("/v1/chat/completions", new { model = ConsoleFixture.Model, messages, max_tokens = 3, temperature = 0 });
+        Assert.True(answer.IsSuccessStatusCode, await answer.Content.ReadAsStringAsync());
+        var auditId = answer.Headers.GetValues("x-sovereign-audit-id").Single();
+        var named = answer.Headers.GetValues("x-sovereign-audit-entry").Single();
+        var outcome = Assert.Single((await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/audit?id={auditId}", null)).GetProperty("data").EnumerateArray(),
+            e => e.GetProperty("action").GetString() == "inference.completed");
+        var chain = outcome.TryGetProperty("chain", out var c) && c.ValueKind == JsonValueKind.String ? c.GetString() + ":" : "";
+        Assert.Equal($"{chain}{outcome.GetProperty("sequence").GetInt64()}:{outcome.GetProperty("hash").GetString()}", named);
+
+        // A stream's headers leave before its end: no entry to name yet.
+        using (var stream = await client.PostAsJsonAsync("/v1/chat/completions", new { model = ConsoleFixture.Model, messages, max_tokens = 3, temperature = 0, stream = true }))
+        {
+            Assert.True(stream.IsSuccessStatusCode);
+            await stream.Content.ReadAsStringAsync();
+            Assert.False(stream.Headers.Contains("x-sovereign-audit-entry"));
+        }
+
+        // A refusal names its refused decision.
+        var (_, sgKey) = await fixture.NewTenantAsync(jurisdiction: "SG");
+        using var sgClient = new HttpClient { BaseAddress = fixture.Address };
+        sgClient.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", sgKey);
+        using var refusal = await sgClient.PostAsJsonAsync("/v1/chat/completions", new { model = ConsoleFixture.Model, messages, max_tokens = 3 });
+        Assert.Equal(403, (int)refusal.StatusCode);
+        var refusedId = refusal.Headers.GetValues("x-sovereign-audit-id").Single();
+        var decision = Assert.Single((await fixture.SendAsync(HttpMethod.Get, $"/admin/v1/audit?id={refusedId}", null)).GetProperty("data").EnumerateArray());
+        Assert.Equal("inference.refused", decision.GetProperty("action").GetString());
+        Assert.EndsWith($"{decision.GetProperty("sequence").GetInt64()}:{decision.GetProperty("hash").GetString()}", refusal.Headers.GetValues("x-sovereign-audit-entry").Single(), StringComparison.Ordinal);
+
+        // The auditor's verifier: the kept header against the tenant's export.
+        var directory = Directory.CreateTempSubdirectory("sovereign-audit-entry-").FullName;
+        try
+        {
+            var export = Path.Combine(directory, "tenant.jsonl");
+            var (exit, _, stderr) = await CliProcess.RunAsync("audit", "export", "--tenant", tenant, "--data-dir", fixture.DataDirectory, "-o", export);
+            Assert.True(exit == 0, stderr);
+            var publicKey = await AuditVerifyScript.PublicKeyAsync(fixture.DataDirectory, Path.Combine(directory, "operator.pem"));
+            var kept = Path.Combine(directory, "responses.jsonl");
+            await File.WriteAllTextAsync(kept, JsonSerializer.Serialize(new { status = 200, audit_id = auditId, jurisdiction = "TH", audit_entry = named }) + "\n");
+            var (mjsExit, mjsOut) = await AuditVerifyScript.RunAsync(export, publicKey, "--responses", kept);
+            Assert.True(mjsExit == 0, mjsOut);
+
+            // A header whose hash the export does not hold at that sequence: the log and the response disagree.
+            var forged = named[..^64] + new string('0', 64);
+            await File.WriteAllTextAsync(kept, JsonSerializer.Serialize(new { status = 200, audit_id = auditId, jurisdiction = "TH", audit_entry = forged }) + "\n");
+            (mjsExit, mjsOut) = await AuditVerifyScript.RunAsync(export, publicKey, "--responses", kept);
+            Assert.True(mjsExit == 3, mjsOut);
+            Assert.Contains("WitnessMismatch: x-sovereign-audit-entry states hash", mjsOut, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
 }
