@@ -247,13 +247,20 @@ internal static class Report
         Console.WriteLine();
     }
 
+    // The configuration this benchmark was built in, so a Debug run's report does not claim Release.
+#if DEBUG
+    private const string BuildConfiguration = "Debug";
+#else
+    private const string BuildConfiguration = "Release";
+#endif
+
     public static void Machine(string command, string[] args)
     {
         var cpu = Field("/proc/cpuinfo", "model name") ?? RuntimeInformation.ProcessArchitecture.ToString();
         var memory = Field("/proc/meminfo", "MemTotal") is { } total ? long.Parse(total.Split(' ')[0], CultureInfo.InvariantCulture) / 1048576.0 : 0;
         Console.WriteLine($"## {command}");
         Console.WriteLine();
-        Console.WriteLine($"Command: `dotnet run -c Release --project bench/Sovereign.Benchmarks -- {command}{(args.Length > 0 ? " " + string.Join(' ', args) : "")}`");
+        Console.WriteLine($"Command: `dotnet run -c {BuildConfiguration} --project bench/Sovereign.Benchmarks -- {command}{(args.Length > 0 ? " " + string.Join(' ', args) : "")}`");
         Console.WriteLine(FormattableString.Invariant(
             $"Machine: {Environment.ProcessorCount} cores, {cpu}, {memory:F1} GiB RAM, {RuntimeInformation.FrameworkDescription}, {RuntimeInformation.OSDescription}; GC {(System.Runtime.GCSettings.IsServerGC ? "server" : "workstation")}"));
         Console.WriteLine($"Load average at start: {LoadAverage()}; {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC; commit {Commit()}");
