@@ -28,6 +28,9 @@ public sealed class ContrastEvidenceTests
     [InlineData("stoljeće", "hr bs")]          // ijekavian stoljeće against Serbian vek
     [InlineData("uposlenik", "bs")]            // Bosnian uposlenik (Croatian djelatnik, Serbian zaposleni)
     [InlineData("hljebu", "bs")]               // the bread word's other cases: hljebu, kruhu, hlebu
+    [InlineData("općenito", "hr bs")]          // round 37: Bosnian writes opć- as Croatian does (Serbian uopšteno)
+    [InlineData("ćerka", "bs sr")]             // ... and ćerka, preduzeće as Serbian does
+    [InlineData("preduzeće", "bs sr")]
     [InlineData("sedar", "ms")]                // Malaysian spelling against Indonesian sadar
     [InlineData("sadar", "id")]
     public void WordHits_ListedWord_CountsForEveryLanguageOfItsLine(string word, string languages)
@@ -36,6 +39,14 @@ public sealed class ContrastEvidenceTests
 
         Assert.Equal(languages.Split(' ').Order(StringComparer.Ordinal), hits.Keys.Order(StringComparer.Ordinal));
         Assert.All(hits.Values, count => Assert.Equal(1, count));
+    }
+
+    // Round 37: idući is written by all three standards (iduće godine, idući mjesec), so it is no evidence for any.
+    [Theory]
+    [InlineData("idući")]
+    public void WordHits_WordEveryStandardWrites_CountsForNone(string word)
+    {
+        Assert.Empty(ContrastEvidence.Default.WordHits(LanguageProfiles.Normalize(word)));
     }
 
     [Theory]

@@ -229,6 +229,16 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // Galician) within it; Malay, Indonesian, Galician, Spanish, Catalan, Danish, Norwegian, Swedish, Slovak, Bulgarian,
     // Russian and Ukrainian right throughout, Macedonian 12 of 12 und. The round's changes (the future's syntax, a few
     // contrast words, und naming its group) move no answer of it or of any other set.
+    // Session 55's round 37 added held-out 37 (held-out 36's distribution with Serbian 28, 12 of them Cyrillic; a new
+    // theme: work and the office). Its first run, on the unchanged detector (main b07c1ce's code): 520 of 536 = 97.0%,
+    // over the overall target, and below the per-language target Bosnian 8 of 16 (as Croatian six times, one of them
+    // decided at 0.99 with idući, a word every standard writes; as Serbian once; und once) and Croatian 11 of 16 (as
+    // Bosnian twice, as Serbian twice, und once), their floors; Serbian 25 of 28 (Latin 13 of 16,
+    // as Bosnian three times; Cyrillic 12 of 12) within it; every other language right throughout, Macedonian 12 of 12
+    // und. Eleven of the sixteen hr/bs/sr misses carry none of the standards' evidence. The round's changes (Serbian
+    // Cyrillic words, idući dropped, općenito, ćerka and preduzeće moved to the standards that write them) move no
+    // answer of held-out 37 (the idući sentence stays Croatian, 0.99 -> 0.91, by the word model) and one of held-out 36
+    // (its Cyrillic und, now Serbian).
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -266,7 +276,8 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.ThirtyThirdHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["gl"] = 8, ["hr"] = 13 },
         [TestData.ThirtyFourthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["hr"] = 10 },
         [TestData.ThirtyFifthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 13, ["hr"] = 12 },
-        [TestData.ThirtySixthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["sr"] = 19 },
+        [TestData.ThirtySixthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["sr"] = 20 },
+        [TestData.ThirtySeventhHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 11 },
     };
 
     /// <summary>The overall target.</summary>
@@ -319,6 +330,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     [InlineData(TestData.ThirtyFourthHeldOut)]
     [InlineData(TestData.ThirtyFifthHeldOut)]
     [InlineData(TestData.ThirtySixthHeldOut)]
+    [InlineData(TestData.ThirtySeventhHeldOut)]
     public void Detect_HeldOutSentences_MeetTheAccuracyTargets(string file)
     {
         var detector = TestData.DefaultDetector;
@@ -327,7 +339,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         {
             Assert.Equal(LanguageCatalog.Covered.Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));
         }
-        else if (file is TestData.TwentyThirdHeldOut or TestData.TwentyFourthHeldOut or TestData.TwentyFifthHeldOut or TestData.TwentySixthHeldOut or TestData.TwentySeventhHeldOut or TestData.TwentyEighthHeldOut or TestData.TwentyNinthHeldOut or TestData.ThirtiethHeldOut or TestData.ThirtyFirstHeldOut or TestData.ThirtySecondHeldOut or TestData.ThirtyThirdHeldOut or TestData.ThirtyFourthHeldOut or TestData.ThirtyFifthHeldOut or TestData.ThirtySixthHeldOut)
+        else if (file is TestData.TwentyThirdHeldOut or TestData.TwentyFourthHeldOut or TestData.TwentyFifthHeldOut or TestData.TwentySixthHeldOut or TestData.TwentySeventhHeldOut or TestData.TwentyEighthHeldOut or TestData.TwentyNinthHeldOut or TestData.ThirtiethHeldOut or TestData.ThirtyFirstHeldOut or TestData.ThirtySecondHeldOut or TestData.ThirtyThirdHeldOut or TestData.ThirtyFourthHeldOut or TestData.ThirtyFifthHeldOut or TestData.ThirtySixthHeldOut or TestData.ThirtySeventhHeldOut)
         {
             // Every covered language and Macedonian, outside the set (the Serbian Cyrillic sentences' translations).
             Assert.Equal(LanguageCatalog.Covered.Append("mk").Order(StringComparer.Ordinal), samples.Keys.Order(StringComparer.Ordinal));

@@ -16,6 +16,12 @@ namespace Sovereign.Languages;
 /// forms of <c>кувати, скувати</c> (Macedonian <c>вари, готви</c>): held-out 34's "Тата свако јутро кува кафу у малој
 /// џезви." wrote only <c>у</c> of the list and was <c>und</c> beside Macedonian (0.95). No Macedonian, Bulgarian,
 /// Russian, Ukrainian or Belarusian line of the tuning corpus or the data sets writes one of them.
+/// Round 37 added closed-class words whose Macedonian counterparts are other words: <c>све</c> (Macedonian <c>сè,
+/// сите</c>), <c>док</c> (<c>додека</c>), <c>ништа, нико, неко</c> (<c>ништо, никој, некој</c>), <c>врло</c>
+/// (<c>многу</c>), <c>између</c> (<c>меѓу</c>) and the participle <c>био</c> (<c>бил</c>; <c>била, било, били</c> left
+/// out: Macedonian and Bulgarian write them). From general knowledge of the grammars, after round 36 named a sentence
+/// that wrote only <c>у</c> of the list ("... у дворишту све док не падне мрак.", und beside Macedonian); no line of
+/// another Cyrillic language in the tuning corpus or the data sets writes one of them.
 /// </summary>
 internal static class SerbianCyrillicGrammar
 {
@@ -25,7 +31,8 @@ internal static class SerbianCyrillicGrammar
     private static readonly DistinctWordEvidence Evidence = new(
         "је су сам смо нисам нисмо није нису у из са кроз га их јој њој њега њих шта ко где када кад сада који које којег којој зашто веома због јер код још већ данас сутра јуче увек много мало сви свим овај тај ово какав колико ниједан "
         + "свако сваки свака сваке сваког сваку сваком свакој свакога јутро јутрос јутра јутру "
-        + "кува кувам куваш кувамо кувате кувају кувао кувала кувало кували скувао скувала скувало скували кувати",
+        + "кува кувам куваш кувамо кувате кувају кувао кувала кувало кували скувао скувала скувало скували кувати "
+        + "све док ништа нико неко врло између био",
         "е во со ќе го ги сум сме бев беше кој кое каде кога сега многу малку уште веќе денес утре вчера секогаш зошто оваа овој тоа тој таа тие ние вие нив нејзе ништо сите сѐ дека бидејќи",
         "ѓќѕ",
         MinimumWords);
