@@ -39,8 +39,17 @@ public static class DatabaseCopy
     /// what the migrations themselves write, and <see cref="DatabaseCopyMismatchException"/> when a table read back
     /// differs; either way the target is left as it was.
     /// </summary>
-    public static async Task<IReadOnlyList<CopiedTable>> CopyAsync(SqlDatabase source, SqlDatabase target, IEnumerable<SqlMigration> migrations, CancellationToken cancellationToken = default)
+    public static async Task<IReadOnlyList<CopiedTable>> CopyAsync(SqlDatabase source, SqlDatabase target, IEnumerable<SqlMigration> migrations, CancellationToken cancellationToken = default) =>
+        await CopyAsync(source, target, migrations, [], cancellationToken);
+
+    /// <summary>
+    /// As <see cref="CopyAsync(SqlDatabase, SqlDatabase, IEnumerable{SqlMigration}, CancellationToken)"/>, then runs
+    /// <paramref name="beforeCommit"/> on the target in the copy's transaction, after every table was read back: what
+    /// renumbers a copied state to the target's own numbering (the usage ledger's fold watermark).
+    /// </summary>
+    public static async Task<IReadOnlyList<CopiedTable>> CopyAsync(SqlDatabase source, SqlDatabase target, IEnumerable<SqlMigration> migrations, IReadOnlyList<string> beforeCommit, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(beforeCommit);
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(target);
         if (source.Provider != SqlProvider.Sqlite || target.Provider != SqlProvider.PostgreSql)
@@ -108,6 +117,11 @@ public static class DatabaseCopy
                 copied.Add(new CopiedTable(table.Name, written.Rows));
             }
 
+            foreach (var statement in beforeCommit)
+            {
+                await ExecuteAsync(connection, transaction, statement, cancellationToken);
+            }
+
             await transaction.CommitAsync(cancellationToken);
             return copied;
         }
@@ -133,7 +147,10 @@ public static class DatabaseCopy
     {
         var columns = new Dictionary<string, List<Column>>(StringComparer.Ordinal);
         await using (var command = new NpgsqlCommand(
-            "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position",
+            // An identity column is the target's own numbering (the usage ledger's sequence: SQLite's rowid has no
+            // column), given in the order the rows are copied in; never copied.
+            "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = current_schema() AND is_identity = 'NO' " +
+            "ORDER BY table_name, ordinal_position",
             connection, (NpgsqlTransaction)transaction))
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
         {

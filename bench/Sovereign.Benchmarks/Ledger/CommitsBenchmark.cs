@@ -15,7 +15,7 @@ namespace Sovereign.Benchmarks.Ledger;
 public static class CommitsBenchmark
 {
     /// <summary>Command-line help.</summary>
-    public const string Usage = "commits [--requests N (5000)] [--warmup N (2000)] [--rounds R (3)] [--dir PATH] [--keep] [--random-ids] [--wal-checkpoint-commits N] [--floor] [--fold N[,N...] (then the cost of folding the period aggregates later, N records per fold: a design, not built)] [--aggregate-statements BLOCKS (only the ledger's one-record commit, one-day period statements against row by row, alternated in BLOCKS blocks of --requests)]";
+    public const string Usage = "commits [--requests N (5000)] [--warmup N (2000)] [--rounds R (3)] [--dir PATH] [--keep] [--random-ids] [--wal-checkpoint-commits N] [--floor] [--fold N[,N...] (then the cost of folding the period aggregates, N records per fold, with the session-53 probe of the fold the ledger now runs)]";
 
     /// <summary>Runs the benchmark and prints a report; returns the process exit code.</summary>
     public static async Task<int> RunAsync(string[] args)
@@ -30,7 +30,6 @@ public static class CommitsBenchmark
         var randomIds = false;
         var checkpointCommits = 0;
         int[] fold = [];
-        var aggregateBlocks = 0;
         for (var i = 0; i < args.Length; i++)
         {
             switch (args[i])
@@ -42,7 +41,6 @@ public static class CommitsBenchmark
                 case "--floor": floor = true; break;
                 case "--fold": fold = [.. args[++i].Split(',').Select(n => int.Parse(n, CultureInfo.InvariantCulture))]; break;
                 case "--keep": keep = true; break;
-                case "--aggregate-statements": aggregateBlocks = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 case "--random-ids": randomIds = true; break;
                 case "--wal-checkpoint-commits": checkpointCommits = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
                 default:
@@ -56,12 +54,6 @@ public static class CommitsBenchmark
         try
         {
             var database = SqlDatabase.Sqlite(Path.Combine(dir, "sovereign.db"));
-            if (aggregateBlocks > 0)
-            {
-                await AggregateStatementsProbe.RunAsync(database, aggregateBlocks, requests);
-                return 0;
-            }
-
             if (floor)
             {
                 await FloorAsync(database, dir, requests, rounds);

@@ -277,6 +277,10 @@ internal static class DatabaseCommand
 
             await CheckStoredContentAsync(source, jurisdiction, ct);
 
+            // Every usage record into the aggregates first (the file is locked: no server adds one meanwhile): the
+            // copied aggregates are then complete, and the target's watermark is set to its own last sequence below.
+            await Sovereign.Metering.Ledger.UsageLedger.FoldAllAsync(source, ct);
+
             // Held for the whole copy: a server starting on the target meanwhile is refused, as one of another cluster is.
             var host = System.Net.Dns.GetHostName();
             SharedDatabaseClaim claim;
@@ -295,7 +299,7 @@ internal static class DatabaseCommand
             IReadOnlyList<CopiedTable> tables;
             try
             {
-                tables = await DatabaseCopy.CopyAsync(source, target, ControlPlaneServices.Migrations, ct);
+                tables = await DatabaseCopy.CopyAsync(source, target, ControlPlaneServices.Migrations, [Sovereign.Metering.Ledger.LedgerSchema.FoldedThroughAll], ct);
             }
             catch (DatabaseNotEmptyException ex)
             {
@@ -403,7 +407,10 @@ internal static class DatabaseCommand
     {
         await using var connection = await database.OpenAsync(cancellationToken);
         await using var command = connection.CreateCommand();
-        command.CommandText = "SELECT currency, SUM(cost_micros), SUM(requests) FROM metering_tenant_periods WHERE period = 'total' GROUP BY currency ORDER BY currency";
+        // The stored totals and the records not folded into them yet, in one statement (one snapshot).
+        command.CommandText = "SELECT currency, SUM(cost_micros), SUM(requests) FROM (SELECT currency, cost_micros, requests FROM metering_tenant_periods WHERE period = 'total' " +
+            $"UNION ALL SELECT currency, cost_micros, 1 FROM metering_usage WHERE {Sovereign.Metering.Ledger.LedgerSchema.Unfolded(database.Provider == SqlProvider.Sqlite)}) spend " +
+            "GROUP BY currency ORDER BY currency";
         var spend = new List<(string, long, long)>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))

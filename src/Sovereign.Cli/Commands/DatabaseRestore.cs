@@ -470,7 +470,9 @@ internal static class DatabaseRestore
     /// <summary>Per tenant and currency, the all-time spend the replaced database recorded beyond the backup's.</summary>
     private static async Task<List<string>> LostSpendAsync(string livePath, string staging, CancellationToken ct)
     {
-        const string Query = "SELECT tenant, currency, cost_micros, requests FROM metering_tenant_periods WHERE period = 'total'";
+        // The stored totals and the records not folded into them yet (none in a file from before the fold), one snapshot.
+        var query = "SELECT tenant, currency, SUM(cost_micros), SUM(requests) FROM (SELECT tenant, currency, cost_micros, requests FROM metering_tenant_periods WHERE period = 'total' " +
+            $"UNION ALL SELECT tenant, currency, cost_micros, 1 FROM metering_usage WHERE {Sovereign.Metering.Ledger.LedgerSchema.Unfolded(sqlite: true)}) spend GROUP BY tenant, currency";
         var live = await ReadAsync(livePath);
         var restored = await ReadAsync(staging);
         var lost = new List<string>();
@@ -497,7 +499,7 @@ internal static class DatabaseRestore
             }
 
             await using var command = connection.CreateCommand();
-            command.CommandText = Query;
+            command.CommandText = query;
             await using var reader = await command.ExecuteReaderAsync(ct);
             while (await reader.ReadAsync(ct))
             {

@@ -105,6 +105,9 @@ internal static partial class ControlPlaneServices
             new UsageLedgerOptions
             {
                 RetentionDays = Math.Max(1, sp.GetRequiredService<IOptions<SovereignOptions>>().Value.Metering.RetentionDays),
+                // Validated at start (SovereignOptionsValidator): a bad value stops the start naming the setting.
+                AggregateFoldInterval = TimeSpan.FromMilliseconds(sp.GetRequiredService<IOptions<SovereignOptions>>().Value.Metering.AggregateFoldIntervalMs),
+                AggregateFoldRecords = sp.GetRequiredService<IOptions<SovereignOptions>>().Value.Metering.AggregateFoldRecords,
                 // Each node keeps its own carry of sub-millionth remainders (CostCarry), read back when it restarts.
                 Writer = sp.GetRequiredService<IOptions<SovereignOptions>>().Value.NodeId,
             })));

@@ -320,6 +320,16 @@ public sealed class MeteringOptions
     /// <summary>Days raw usage records are kept (daily aggregates stay); purged once a day.</summary>
     public int RetentionDays { get; set; } = 90;
 
+    /// <summary>
+    /// Milliseconds between folds of the usage records committed since the last one into the period aggregates
+    /// (default 250). Readers of budgets, usage and invoices add the records not yet folded, so this never changes what
+    /// they read, only how many records they add.
+    /// </summary>
+    public int AggregateFoldIntervalMs { get; set; } = 250;
+
+    /// <summary>Usage records committed since the last fold past which the next fold runs at once (default 256).</summary>
+    public int AggregateFoldRecords { get; set; } = 256;
+
     /// <summary>The default of <see cref="SpendSeriesLimit"/>.</summary>
     public const int DefaultSpendSeriesLimit = 100_000;
 

@@ -167,6 +167,8 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
         Positive(failures, "Sovereign:Limits:RelayReadAheadBytes", limits.RelayReadAheadBytes, 0, Routing.UpstreamProxy.MaxAnswerBytes);
         Positive(failures, "Sovereign:Limits:RelayReadAheadTotalBytes", limits.RelayReadAheadTotalBytes, 64 * 1024, int.MaxValue);
         Positive(failures, "Sovereign:Metering:RetentionDays", options.Metering.RetentionDays, 1, 36_500);
+        Positive(failures, "Sovereign:Metering:AggregateFoldIntervalMs", options.Metering.AggregateFoldIntervalMs, 1, 86_400_000);
+        Positive(failures, "Sovereign:Metering:AggregateFoldRecords", options.Metering.AggregateFoldRecords, 1, 10_000_000);
         Positive(failures, "Sovereign:Metering:SpendSeriesLimit", options.Metering.SpendSeriesLimit, 2_000, 10_000_000);
         Positive(failures, "Sovereign:Metering:GenAiSeriesLimit", options.Metering.GenAiSeriesLimit, 2_000, 10_000_000);
         if (!string.IsNullOrWhiteSpace(options.Jurisdiction) && !Residency.Jurisdictions.JurisdictionCatalog.Default.IsCountry(options.Jurisdiction))

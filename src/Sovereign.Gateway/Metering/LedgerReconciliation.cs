@@ -78,13 +78,15 @@ internal static class LedgerReconciliation
             }
         }
 
-        // Daily totals (what invoices and usage read): the sums of their records, on days no record was purged from.
+        // Daily totals (what invoices and usage read): the sums of their folded records (at or below the watermark W:
+        // the records above it are not in them yet, and every reader adds them), on days no record was purged from.
         // Both sides are summed by the database and come sorted by tenant, day and currency, each day's two sums next to
         // each other, so only the day at hand is held.
+        var sequence = LedgerSchema.Sequence(connection is SqliteConnection);
         await using (var command = Command(connection, snapshot,
             $"SELECT tenant, day_start, currency, side, requests, prompt_tokens, completion_tokens, cost_micros FROM (" +
             $"SELECT tenant, {DayStartSql} AS day_start, currency, 0 AS side, COUNT(*) AS requests, SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, SUM(cost_micros) AS cost_micros " +
-            $"FROM {LedgerTable} GROUP BY tenant, {DayStartSql}, currency " +
+            $"FROM {LedgerTable} WHERE {sequence} <= {LedgerSchema.FoldedThrough} GROUP BY tenant, {DayStartSql}, currency " +
             "UNION ALL SELECT tenant, day_start, currency, 1, SUM(requests), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_micros) FROM metering_usage_daily GROUP BY tenant, day_start, currency" +
             ") sums WHERE day_start >= @purged ORDER BY tenant, day_start, currency, side"))
         {
@@ -282,7 +284,7 @@ internal static class LedgerReconciliation
         map[key] = map.GetValueOrDefault(key) + sums;
 
     /// <summary>The UTC day a ledger time falls on, as <see cref="UtcCalendar.DayStart"/> computes it, in SQL both databases run.</summary>
-    private const string DayStartSql = "(ts - (((ts % 86400000) + 86400000) % 86400000))";
+    private const string DayStartSql = LedgerSchema.DayStartSql;
 
     private static Sums ReadSums(DbDataReader reader, int first) => new(
         AuditStore.ToInt64(reader.GetValue(first)), AuditStore.ToInt64(reader.GetValue(first + 1)), AuditStore.ToInt64(reader.GetValue(first + 2)), AuditStore.ToInt64(reader.GetValue(first + 3)));

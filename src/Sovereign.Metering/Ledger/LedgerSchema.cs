@@ -229,7 +229,57 @@ internal static class LedgerSchema
             )
             """,
         ]),
+
+        // Period aggregates folded behind a watermark (session 55): a record's commit no longer upserts the daily,
+        // tenant-period and key-period rows; a fold (UsageLedger.FoldAsync) adds every record with a sequence above
+        // aggregated_through (W) and raises W in one transaction, and every reader adds the records above W. The
+        // sequence is SQLite's rowid (commit order: one writer at a time) and on PostgreSQL an identity column
+        // (nextval order; the fold locks out inserts, so no lower value commits after it). Every record stored before
+        // this migration was aggregated inline, so W starts at the highest sequence there is.
+        new("metering-ledger-007-fold-watermark",
+        [
+            "ALTER TABLE metering_usage ADD COLUMN seq BIGINT GENERATED ALWAYS AS IDENTITY",
+            "CREATE UNIQUE INDEX metering_usage_seq ON metering_usage (seq)",
+            "INSERT INTO metering_ledger_state (state_key, state_value) SELECT '" + FoldedThroughKey + "', COALESCE(MAX(seq), 0) FROM metering_usage",
+        ])
+        {
+            SqliteStatements =
+            [
+                "INSERT INTO metering_ledger_state (state_key, state_value) SELECT '" + FoldedThroughKey + "', COALESCE(MAX(rowid), 0) FROM metering_usage",
+            ],
+        },
     ];
+
+    /// <summary>The state row holding W: every record with a sequence up to it is in the aggregates, none above it.</summary>
+    public const string FoldedThroughKey = "aggregated_through";
+
+    /// <summary>
+    /// PostgreSQL: W set to the last sequence there is, for a copy whose source was folded whole first (the copied W is
+    /// the source's rowid, not the target's sequence; <c>sovereign database copy</c>).
+    /// </summary>
+    public const string FoldedThroughAll =
+        "UPDATE metering_ledger_state SET state_value = (SELECT COALESCE(MAX(seq), 0) FROM metering_usage) WHERE state_key = '" + FoldedThroughKey + "'";
+
+    /// <summary>The ledger's own monotonic id of a record: SQLite's rowid, PostgreSQL's identity column.</summary>
+    public static string Sequence(bool sqlite) => sqlite ? "rowid" : "seq";
+
+    /// <summary>
+    /// W as a scalar subquery (a snapshot's W, read in the statement that uses it); a file without the row (written
+    /// before the fold, every record aggregated inline) has no record above it.
+    /// </summary>
+    public const string FoldedThrough =
+        "COALESCE((SELECT state_value FROM metering_ledger_state WHERE state_key = '" + FoldedThroughKey + "'), 9223372036854775807)";
+
+    /// <summary>
+    /// The condition of the records not yet folded (above W), for a reader that adds them to the stored aggregates in
+    /// the same statement (one snapshot: a record is on exactly one side of W in it).
+    /// </summary>
+    public static string Unfolded(bool sqlite) => Sequence(sqlite) + " > " + FoldedThrough;
+
+    /// <summary>Outcome counters of one record, as the daily aggregates count them (<see cref="Totals.Add"/>).</summary>
+    public const string RecordOutcomeColumns =
+        "CASE WHEN outcome = 0 THEN 1 ELSE 0 END, CASE WHEN outcome = 1 THEN 1 ELSE 0 END, CASE WHEN outcome = 2 THEN 1 ELSE 0 END, " +
+        "CASE WHEN outcome IN (0, 1, 2) THEN 0 ELSE 1 END";
 
     public const string UpsertCarry =
         "INSERT INTO metering_cost_carry (writer, tenant, currency, carry_atto) VALUES (@writer, @tenant, @currency, @carry_atto) " +
@@ -281,28 +331,27 @@ internal static class LedgerSchema
         "ON CONFLICT (tenant, key_id, period, period_start, currency) DO UPDATE SET " +
         "requests = metering_key_periods.requests + excluded.requests, cost_micros = metering_key_periods.cost_micros + excluded.cost_micros";
 
-    /// <summary>
-    /// A batch whose records are one tenant's in one currency on one UTC day (every lone request, and most batches):
-    /// its three tenant-period rows (the day, the month, all time) carry the same sums, so one statement upserts them
-    /// and binds each value once (9 values instead of 27, one statement run instead of three).
-    /// </summary>
-    public const string UpsertTenantPeriodsOfOneDay =
-        "INSERT INTO metering_tenant_periods (tenant, period, period_start, currency, requests, prompt_tokens, completion_tokens, compute_us, cost_micros) " +
-        "VALUES (@tenant, '" + UsagePeriodNames.Day + "', @day_start, @currency, @requests, @prompt_tokens, @completion_tokens, @compute_us, @cost_micros), " +
-        "(@tenant, '" + UsagePeriodNames.Month + "', @month_start, @currency, @requests, @prompt_tokens, @completion_tokens, @compute_us, @cost_micros), " +
-        "(@tenant, '" + UsagePeriodNames.Total + "', 0, @currency, @requests, @prompt_tokens, @completion_tokens, @compute_us, @cost_micros) " +
-        "ON CONFLICT (tenant, period, period_start, currency) DO UPDATE SET " +
-        "requests = metering_tenant_periods.requests + excluded.requests, prompt_tokens = metering_tenant_periods.prompt_tokens + excluded.prompt_tokens, " +
-        "completion_tokens = metering_tenant_periods.completion_tokens + excluded.completion_tokens, " +
-        "compute_us = metering_tenant_periods.compute_us + excluded.compute_us, cost_micros = metering_tenant_periods.cost_micros + excluded.cost_micros";
+    /// <summary>Raises W to the last record a fold read (<see cref="LedgerWriter.FoldAsync"/>).</summary>
+    public const string SetFoldedThrough =
+        "UPDATE metering_ledger_state SET state_value = @value WHERE state_key = '" + FoldedThroughKey + "'";
 
-    /// <summary>As <see cref="UpsertTenantPeriodsOfOneDay"/> for one key's two rows (its day and all time).</summary>
-    public const string UpsertKeyPeriodsOfOneDay =
-        "INSERT INTO metering_key_periods (tenant, key_id, period, period_start, currency, requests, cost_micros) " +
-        "VALUES (@tenant, @key_id, '" + UsagePeriodNames.Day + "', @day_start, @currency, @requests, @cost_micros), " +
-        "(@tenant, @key_id, '" + UsagePeriodNames.Total + "', 0, @currency, @requests, @cost_micros) " +
-        "ON CONFLICT (tenant, key_id, period, period_start, currency) DO UPDATE SET " +
-        "requests = metering_key_periods.requests + excluded.requests, cost_micros = metering_key_periods.cost_micros + excluded.cost_micros";
+    /// <summary>The UTC day start of <c>ts</c> (floored, as <see cref="UtcCalendar.DayStart"/>), in SQL both engines accept.</summary>
+    public const string DayStartSql = "(ts - (((ts % 86400000) + 86400000) % 86400000))";
+
+    /// <summary>
+    /// The records above W as rows of <c>metering_usage_daily</c> (same columns, same order): what a reader of the daily
+    /// aggregates adds to them (<c>stored rows + fold(records above W)</c>) in the same statement.
+    /// </summary>
+    public static string UnfoldedDailyRows(bool sqlite) =>
+        "SELECT tenant, " + DayStartSql + " AS day_start, model, jurisdiction, COALESCE(pool, '') AS pool, COALESCE(device_class, '') AS device_class, key_id, currency, " +
+        "1 AS requests, " + RecordOutcomeColumns + ", prompt_tokens, completion_tokens, cached_tokens, compute_us, cost_micros, " +
+        "CASE WHEN waiver_ratio_to_english IS NULL THEN 0 ELSE 1 END AS waived_requests, waived_prompt_tokens, waived_completion_tokens " +
+        "FROM metering_usage WHERE " + Unfolded(sqlite);
+
+    /// <summary>The columns of <c>metering_usage_daily</c> in the order <see cref="UnfoldedDailyRows"/> gives them.</summary>
+    public const string DailyColumns =
+        "tenant, day_start, model, jurisdiction, pool, device_class, key_id, currency, requests, completed, refused, cancelled, failed, " +
+        "prompt_tokens, completion_tokens, cached_tokens, compute_us, cost_micros, waived_requests, waived_prompt_tokens, waived_completion_tokens";
 
     public const string PurgedBeforeKey = "purged_before_ms";
 

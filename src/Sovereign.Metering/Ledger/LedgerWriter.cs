@@ -24,9 +24,10 @@ internal sealed class PendingAppend(UsageRecord record, long timestampMs, long c
 
 /// <summary>
 /// The single writer's connection and prepared statements. One batch is one transaction: insert each record
-/// (ON CONFLICT DO NOTHING), then fold only the rows actually inserted into the aggregates, upserting each touched
-/// aggregate row once (a batch of one tenant's day, as every lone request is, its period rows in two statements). A
-/// retried request id inserts nothing, so it can never be counted twice.
+/// (ON CONFLICT DO NOTHING) and the cost carry of those actually inserted; nothing else (a retried request id inserts
+/// nothing, so it can never be counted twice). The aggregates are written only by <see cref="FoldAsync"/>: the records
+/// above the watermark W, read in sequence order, summed per aggregate row, each row upserted once, W raised, in one
+/// transaction. One way to write them, whatever batch or host committed the records.
 /// </summary>
 internal sealed class LedgerWriter : IAsyncDisposable
 {
@@ -36,8 +37,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
     private readonly PreparedStatement _daily;
     private readonly PreparedStatement _period;
     private readonly PreparedStatement _keyPeriod;
-    private readonly PreparedStatement _periodsOfOneDay;
-    private readonly PreparedStatement _keyPeriodsOfOneDay;
+    private readonly PreparedStatement _foldedThrough;
     private readonly PreparedStatement _carry;
     private readonly string _writerName;
     private readonly SortedDictionary<(string Tenant, string Currency), long> _carryTotals = new(CarryKeyOrder.Instance);
@@ -54,14 +54,8 @@ internal sealed class LedgerWriter : IAsyncDisposable
     private readonly bool _sqlite;
     private readonly bool _ownsConnection;
 
-    /// <summary>Aggregate upserts the last <see cref="WriteAsync"/> ran (statement runs, not rows).</summary>
+    /// <summary>Aggregate upserts the last <see cref="WriteAsync"/> or <see cref="FoldAsync"/> ran (statement runs, not rows).</summary>
     internal int AggregateStatements { get; private set; }
-
-    /// <summary>
-    /// Whether a batch of one tenant's day writes its period rows with the two one-day statements (the default); off,
-    /// row by row as before session 54 (the benchmark's <c>commits --aggregate-statements</c> compares the two).
-    /// </summary>
-    internal bool OneDayStatements { get; set; } = true;
 
     // A borrowed connection whose page cache Borrow changed, to give back SQLite's default in ReturnBorrowed.
     private bool _cacheTuned;
@@ -77,8 +71,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
         _daily = PreparedStatement.Create(connection, LedgerSchema.UpsertDaily, portable);
         _period = PreparedStatement.Create(connection, LedgerSchema.UpsertTenantPeriod, portable);
         _keyPeriod = PreparedStatement.Create(connection, LedgerSchema.UpsertKeyPeriod, portable);
-        _periodsOfOneDay = PreparedStatement.Create(connection, LedgerSchema.UpsertTenantPeriodsOfOneDay, portable);
-        _keyPeriodsOfOneDay = PreparedStatement.Create(connection, LedgerSchema.UpsertKeyPeriodsOfOneDay, portable);
+        _foldedThrough = PreparedStatement.Create(connection, LedgerSchema.SetFoldedThrough, portable);
         _carry = PreparedStatement.Create(connection, LedgerSchema.UpsertCarry, portable);
     }
 
@@ -138,15 +131,22 @@ internal sealed class LedgerWriter : IAsyncDisposable
         await transaction.CommitAsync();
     }
 
+    /// <summary>Runs <paramref name="work"/> in one transaction of this writer's connection, in the write turn, and commits it.</summary>
+    public async Task<T> InTransactionAsync<T>(Func<DbTransaction, Task<T>> work, CancellationToken cancellationToken = default)
+    {
+        using var turn = await _database.EnterWriteAsync(cancellationToken);
+        await using var transaction = await _connection.BeginTransactionAsync(cancellationToken);
+        var result = await work(transaction);
+        await transaction.CommitAsync(cancellationToken);
+        return result;
+    }
+
     /// <summary>
     /// Writes <paramref name="batch"/> in <paramref name="transaction"/> (open on this writer's connection) and sets
     /// each item's <see cref="PendingAppend.Inserted"/>; the caller commits.
     /// </summary>
     public async Task WriteAsync(List<PendingAppend> batch, DbTransaction? transaction, CancellationToken cancellationToken = default)
     {
-        Recycle(_dailyTotals);
-        Recycle(_periodTotals);
-        Recycle(_keyPeriodTotals);
         _carryTotals.Clear();
         AggregateStatements = 0;
         // Request-id order: neighbouring keys share index pages, and concurrent writers (PostgreSQL) lock in one order.
@@ -155,12 +155,146 @@ internal sealed class LedgerWriter : IAsyncDisposable
         {
             LedgerSchema.BindRecord(_insert, item.Record, item.TimestampMs, item.ComputeUs, item.CostMicros);
             item.Inserted = await _insert.ExecuteAsync(transaction, cancellationToken) == 1;
-            if (item.Inserted)
+            if (item.Inserted && item.CarryAtto != 0)
             {
-                Accumulate(item);
+                var r = item.Record;
+                _carryTotals[(r.Tenant, r.Currency)] = _carryTotals.GetValueOrDefault((r.Tenant, r.Currency)) + item.CarryAtto;
             }
         }
 
+        // The carry moves with the records it came from: a record stored adds its remainder, a duplicate nothing. It is
+        // written with them (a record's exact remainder is not stored on it, so the fold could not add it later).
+        foreach (var ((tenant, currency), atto) in _carryTotals)
+        {
+            if (atto == 0)
+            {
+                continue;
+            }
+
+            var p = _carry;
+            p.Set(0, _writerName);
+            p.Set(1, tenant);
+            p.Set(2, currency);
+            p.Set(3, atto);
+            await p.ExecuteAsync(transaction, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// Folds at most <paramref name="limit"/> records above the watermark W into the daily, tenant-period and
+    /// key-period aggregates and raises W to the last one folded, in <paramref name="transaction"/> (open on this
+    /// writer's connection; the caller holds the write turn and commits). On PostgreSQL it first locks the raw table
+    /// against inserts (SHARE ROW EXCLUSIVE: it waits for every transaction that inserted a record, whatever gateway,
+    /// and keeps new ones out until the commit; two folds exclude each other), so no record with a sequence at or
+    /// below the new W can commit after it: sequence values are taken inside an insert, which holds the lock the fold
+    /// waits for. On SQLite the write transaction excludes every other writer. Returns the records folded.
+    /// </summary>
+    public async Task<int> FoldAsync(DbTransaction? transaction, int limit, CancellationToken cancellationToken = default)
+    {
+        Recycle(_dailyTotals);
+        Recycle(_periodTotals);
+        Recycle(_keyPeriodTotals);
+        AggregateStatements = 0;
+        if (!_sqlite)
+        {
+            await using var lockTable = _connection.CreateCommand();
+            lockTable.Transaction = transaction;
+            lockTable.CommandText = "LOCK TABLE metering_usage IN SHARE ROW EXCLUSIVE MODE";
+            await lockTable.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        var watermark = await FoldedThroughAsync(transaction, cancellationToken);
+        var sequence = LedgerSchema.Sequence(_sqlite);
+        var last = watermark;
+        var folded = 0;
+        await using (var select = _connection.CreateCommand())
+        {
+            select.Transaction = transaction;
+            select.CommandText =
+                $"SELECT {sequence}, ts, tenant, key_id, model, jurisdiction, pool, device_class, currency, outcome, prompt_tokens, completion_tokens, " +
+                $"cached_tokens, compute_us, cost_micros, waiver_ratio_to_english, waived_prompt_tokens, waived_completion_tokens FROM metering_usage " +
+                $"WHERE {sequence} > @w ORDER BY {sequence} LIMIT @limit";
+            SqlDatabase.AddParameter(select, "@w", watermark);
+            SqlDatabase.AddParameter(select, "@limit", (long)limit);
+            await using var reader = await select.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+            {
+                last = LedgerSchema.Int64(reader, 0);
+                var ts = LedgerSchema.Int64(reader, 1);
+                var row = new FoldedRow(
+                    (UsageOutcome)LedgerSchema.Int64(reader, 9), LedgerSchema.Int64(reader, 10), LedgerSchema.Int64(reader, 11), LedgerSchema.Int64(reader, 12),
+                    LedgerSchema.Int64(reader, 13), LedgerSchema.Int64(reader, 14), !reader.IsDBNull(15), LedgerSchema.Int64(reader, 16), LedgerSchema.Int64(reader, 17));
+                Accumulate(ts, reader.GetString(2), reader.GetString(3), reader.GetString(4), reader.GetString(5),
+                    reader.IsDBNull(6) ? "" : reader.GetString(6), reader.IsDBNull(7) ? "" : reader.GetString(7), reader.GetString(8), row);
+                folded++;
+            }
+        }
+
+        if (folded == 0)
+        {
+            return 0;
+        }
+
+        await WriteAggregatesAsync(transaction, cancellationToken);
+        var mark = _foldedThrough;
+        mark.Set(0, last);
+        if (await mark.ExecuteAsync(transaction, cancellationToken) != 1)
+        {
+            throw new InvalidOperationException("the usage ledger's fold watermark is missing (metering_ledger_state 'aggregated_through')");
+        }
+
+        return folded;
+    }
+
+    /// <summary>W, read in <paramref name="transaction"/>; the ledger stops (throws) when the row is missing.</summary>
+    public async Task<long> FoldedThroughAsync(DbTransaction? transaction, CancellationToken cancellationToken = default)
+    {
+        await using var read = _connection.CreateCommand();
+        read.Transaction = transaction;
+        read.CommandText = "SELECT state_value FROM metering_ledger_state WHERE state_key = '" + LedgerSchema.FoldedThroughKey + "'";
+        var value = await read.ExecuteScalarAsync(cancellationToken);
+        return value is null or DBNull
+            ? throw new InvalidOperationException("the usage ledger's fold watermark is missing (metering_ledger_state 'aggregated_through')")
+            : Convert.ToInt64(value, CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>
+    /// Deletes at most <paramref name="chunk"/> records with a timestamp before <paramref name="cutoffMs"/> that are
+    /// folded (at or below W: never an unfolded one), then sets W to the highest sequence left (0 when none), in
+    /// <paramref name="transaction"/> after a <see cref="FoldAsync"/> in it. SQLite gives a new row the highest rowid
+    /// plus one: a purge that deleted the newest record (a long stream's carries its early arrival) would otherwise let
+    /// the next record take a rowid at or below W and never be folded.
+    /// </summary>
+    public async Task<int> DeleteFoldedAsync(long cutoffMs, int chunk, DbTransaction? transaction, CancellationToken cancellationToken = default)
+    {
+        var sequence = LedgerSchema.Sequence(_sqlite);
+        int deleted;
+        await using (var delete = _connection.CreateCommand())
+        {
+            delete.Transaction = transaction;
+            delete.CommandText =
+                $"DELETE FROM metering_usage WHERE request_id IN (SELECT request_id FROM metering_usage WHERE ts < @cutoff AND {sequence} <= {LedgerSchema.FoldedThrough} " +
+                $"LIMIT {chunk.ToString(CultureInfo.InvariantCulture)})";
+            SqlDatabase.AddParameter(delete, "@cutoff", cutoffMs);
+            deleted = await delete.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        if (deleted > 0)
+        {
+            await using var reset = _connection.CreateCommand();
+            reset.Transaction = transaction;
+            reset.CommandText =
+                $"UPDATE metering_ledger_state SET state_value = (SELECT COALESCE(MAX({sequence}), 0) FROM metering_usage) " +
+                $"WHERE state_key = '{LedgerSchema.FoldedThroughKey}' AND state_value >= (SELECT COALESCE(MAX({sequence}), 0) FROM metering_usage)";
+            await reset.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        return deleted;
+    }
+
+    /// <summary>Upserts the sums <see cref="Accumulate"/> gathered, each aggregate row once, in key order.</summary>
+    private async Task WriteAggregatesAsync(DbTransaction? transaction, CancellationToken cancellationToken)
+    {
         // A fixed key order keeps concurrent writers (several nodes on PostgreSQL) from deadlocking on aggregate rows.
         foreach (var (key, totals) in InKeyOrder(_dailyTotals, _dailyOrder))
         {
@@ -190,125 +324,35 @@ internal sealed class LedgerWriter : IAsyncDisposable
             AggregateStatements++;
         }
 
-        // One tenant, currency and day (exactly three period rows: any other day, tenant or currency adds its own): the
-        // three rows hold the same sums, written by one statement that binds each once. A lone request is always so.
-        if (OneDayStatements && _periodTotals.Count == 3)
+        foreach (var (key, totals) in InKeyOrder(_periodTotals, _periodOrder))
         {
-            await WritePeriodsOfOneDayAsync(transaction, cancellationToken);
-        }
-        else
-        {
-            foreach (var (key, totals) in InKeyOrder(_periodTotals, _periodOrder))
-            {
-                var p = _period;
-                p.Set(0, key.Tenant);
-                p.Set(1, key.Period);
-                p.Set(2, key.PeriodStart);
-                p.Set(3, key.Currency);
-                p.Set(4, totals.Requests);
-                p.Set(5, totals.PromptTokens);
-                p.Set(6, totals.CompletionTokens);
-                p.Set(7, totals.ComputeUs);
-                p.Set(8, totals.CostMicros);
-                await p.ExecuteAsync(transaction, cancellationToken);
-                AggregateStatements++;
-            }
-        }
-
-        // And one key of it (exactly two key rows, its day and all time, for the same reason).
-        if (OneDayStatements && _keyPeriodTotals.Count == 2)
-        {
-            await WriteKeyPeriodsOfOneDayAsync(transaction, cancellationToken);
-        }
-        else
-        {
-            foreach (var (key, totals) in InKeyOrder(_keyPeriodTotals, _keyPeriodOrder))
-            {
-                var p = _keyPeriod;
-                p.Set(0, key.Tenant);
-                p.Set(1, key.KeyId);
-                p.Set(2, key.Period);
-                p.Set(3, key.PeriodStart);
-                p.Set(4, key.Currency);
-                p.Set(5, totals.Requests);
-                p.Set(6, totals.CostMicros);
-                await p.ExecuteAsync(transaction, cancellationToken);
-                AggregateStatements++;
-            }
-        }
-
-        // The carry moves with the records it came from: a record stored adds its remainder, a duplicate nothing.
-        foreach (var ((tenant, currency), atto) in _carryTotals)
-        {
-            if (atto == 0)
-            {
-                continue;
-            }
-
-            var p = _carry;
-            p.Set(0, _writerName);
-            p.Set(1, tenant);
-            p.Set(2, currency);
-            p.Set(3, atto);
+            var p = _period;
+            p.Set(0, key.Tenant);
+            p.Set(1, key.Period);
+            p.Set(2, key.PeriodStart);
+            p.Set(3, key.Currency);
+            p.Set(4, totals.Requests);
+            p.Set(5, totals.PromptTokens);
+            p.Set(6, totals.CompletionTokens);
+            p.Set(7, totals.ComputeUs);
+            p.Set(8, totals.CostMicros);
             await p.ExecuteAsync(transaction, cancellationToken);
+            AggregateStatements++;
         }
-    }
 
-    /// <summary>The batch's three tenant-period rows, one tenant's in one currency on one day: equal sums, one statement.</summary>
-    private async Task WritePeriodsOfOneDayAsync(DbTransaction? transaction, CancellationToken cancellationToken)
-    {
-        PeriodKey day = default, month = default;
-        Totals? totals = null;
-        foreach (var (key, sums) in _periodTotals)
+        foreach (var (key, totals) in InKeyOrder(_keyPeriodTotals, _keyPeriodOrder))
         {
-            totals = sums;
-            if (key.Period == UsagePeriodNames.Day)
-            {
-                day = key;
-            }
-            else if (key.Period == UsagePeriodNames.Month)
-            {
-                month = key;
-            }
+            var p = _keyPeriod;
+            p.Set(0, key.Tenant);
+            p.Set(1, key.KeyId);
+            p.Set(2, key.Period);
+            p.Set(3, key.PeriodStart);
+            p.Set(4, key.Currency);
+            p.Set(5, totals.Requests);
+            p.Set(6, totals.CostMicros);
+            await p.ExecuteAsync(transaction, cancellationToken);
+            AggregateStatements++;
         }
-
-        var p = _periodsOfOneDay;
-        p.Set(0, day.Tenant);
-        p.Set(1, day.PeriodStart);
-        p.Set(2, day.Currency);
-        p.Set(3, totals!.Requests);
-        p.Set(4, totals.PromptTokens);
-        p.Set(5, totals.CompletionTokens);
-        p.Set(6, totals.ComputeUs);
-        p.Set(7, totals.CostMicros);
-        p.Set(8, month.PeriodStart);
-        await p.ExecuteAsync(transaction, cancellationToken);
-        AggregateStatements++;
-    }
-
-    /// <summary>The batch's two key-period rows, one key's on one day: equal sums, one statement.</summary>
-    private async Task WriteKeyPeriodsOfOneDayAsync(DbTransaction? transaction, CancellationToken cancellationToken)
-    {
-        KeyPeriodKey day = default;
-        Totals? totals = null;
-        foreach (var (key, sums) in _keyPeriodTotals)
-        {
-            totals = sums;
-            if (key.Period == UsagePeriodNames.Day)
-            {
-                day = key;
-            }
-        }
-
-        var p = _keyPeriodsOfOneDay;
-        p.Set(0, day.Tenant);
-        p.Set(1, day.KeyId);
-        p.Set(2, day.PeriodStart);
-        p.Set(3, day.Currency);
-        p.Set(4, totals!.Requests);
-        p.Set(5, totals.CostMicros);
-        await p.ExecuteAsync(transaction, cancellationToken);
-        AggregateStatements++;
     }
 
     /// <summary>
@@ -320,9 +364,9 @@ internal sealed class LedgerWriter : IAsyncDisposable
     public async Task<UsageRecord?> VoidAsync(string requestId, string refusalCode, DbTransaction? transaction, CancellationToken cancellationToken = default)
     {
         UsageRecord old;
-        long computeUs, costMicros, timestampMs;
+        long computeUs, costMicros, timestampMs, sequence;
         await using (var select = LedgerSchema.Prepare(_connection,
-            $"SELECT {LedgerSchema.RecordColumns} FROM metering_usage WHERE request_id = @id" + (_sqlite ? string.Empty : " FOR UPDATE")))
+            $"SELECT {LedgerSchema.RecordColumns}, {LedgerSchema.Sequence(_sqlite)} FROM metering_usage WHERE request_id = @id" + (_sqlite ? string.Empty : " FOR UPDATE")))
         {
             select.Transaction = transaction;
             select.Parameters[0].Value = requestId;
@@ -336,6 +380,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
             timestampMs = LedgerSchema.Int64(reader, 1);
             computeUs = LedgerSchema.Int64(reader, 14);
             costMicros = LedgerSchema.Int64(reader, 17);
+            sequence = LedgerSchema.Int64(reader, 30);
         }
 
         if (old is { Outcome: UsageOutcome.Refused, PromptTokens: 0, CompletionTokens: 0, CachedTokens: 0, WaivedPromptTokens: 0, WaivedCompletionTokens: 0 }
@@ -355,6 +400,13 @@ internal sealed class LedgerWriter : IAsyncDisposable
             update.Parameters[1].Value = refusalCode;
             update.Parameters[2].Value = requestId;
             await update.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        // W read after the update: on PostgreSQL the update holds the lock a fold waits for (or waited for a fold to
+        // commit), so W is final for this record. Not folded yet: the fold adds the corrected row, nothing to move.
+        if (sequence > await FoldedThroughAsync(transaction, cancellationToken))
+        {
+            return old;
         }
 
         // The same aggregate rows the record was folded into, moved by what it no longer bills: the request stays
@@ -422,8 +474,7 @@ internal sealed class LedgerWriter : IAsyncDisposable
         _daily.Dispose();
         _period.Dispose();
         _keyPeriod.Dispose();
-        _periodsOfOneDay.Dispose();
-        _keyPeriodsOfOneDay.Dispose();
+        _foldedThrough.Dispose();
         _carry.Dispose();
     }
 
@@ -474,20 +525,15 @@ internal sealed class LedgerWriter : IAsyncDisposable
         }
     }
 
-    private void Accumulate(PendingAppend item)
+    private void Accumulate(long timestampMs, string tenant, string keyId, string model, string jurisdiction, string pool, string deviceClass, string currency, in FoldedRow row)
     {
-        var r = item.Record;
-        var day = UtcCalendar.DayStart(item.TimestampMs);
-        Totals(_dailyTotals, new DailyKey(r.Tenant, day, r.Model, r.Jurisdiction, r.Pool ?? "", r.DeviceClass ?? "", r.KeyId, r.Currency)).Add(item);
-        Totals(_periodTotals, new PeriodKey(r.Tenant, UsagePeriodNames.Day, day, r.Currency)).Add(item);
-        Totals(_periodTotals, new PeriodKey(r.Tenant, UsagePeriodNames.Month, UtcCalendar.MonthStart(item.TimestampMs), r.Currency)).Add(item);
-        Totals(_periodTotals, new PeriodKey(r.Tenant, UsagePeriodNames.Total, 0, r.Currency)).Add(item);
-        Totals(_keyPeriodTotals, new KeyPeriodKey(r.Tenant, r.KeyId, UsagePeriodNames.Day, day, r.Currency)).Add(item);
-        Totals(_keyPeriodTotals, new KeyPeriodKey(r.Tenant, r.KeyId, UsagePeriodNames.Total, 0, r.Currency)).Add(item);
-        if (item.CarryAtto != 0)
-        {
-            _carryTotals[(r.Tenant, r.Currency)] = _carryTotals.GetValueOrDefault((r.Tenant, r.Currency)) + item.CarryAtto;
-        }
+        var day = UtcCalendar.DayStart(timestampMs);
+        Totals(_dailyTotals, new DailyKey(tenant, day, model, jurisdiction, pool, deviceClass, keyId, currency)).Add(row);
+        Totals(_periodTotals, new PeriodKey(tenant, UsagePeriodNames.Day, day, currency)).Add(row);
+        Totals(_periodTotals, new PeriodKey(tenant, UsagePeriodNames.Month, UtcCalendar.MonthStart(timestampMs), currency)).Add(row);
+        Totals(_periodTotals, new PeriodKey(tenant, UsagePeriodNames.Total, 0, currency)).Add(row);
+        Totals(_keyPeriodTotals, new KeyPeriodKey(tenant, keyId, UsagePeriodNames.Day, day, currency)).Add(row);
+        Totals(_keyPeriodTotals, new KeyPeriodKey(tenant, keyId, UsagePeriodNames.Total, 0, currency)).Add(row);
     }
 
     /// <summary>Ordinal order of the carry's rows: concurrent writers lock in one order.</summary>
@@ -611,11 +657,10 @@ internal sealed class Totals
         WaivedRequests = WaivedPromptTokens = WaivedCompletionTokens = 0;
     }
 
-    public void Add(PendingAppend item)
+    public void Add(in FoldedRow row)
     {
-        var r = item.Record;
         Requests++;
-        switch (r.Outcome)
+        switch (row.Outcome)
         {
             case UsageOutcome.Completed: Completed++; break;
             case UsageOutcome.Refused: Refused++; break;
@@ -623,13 +668,18 @@ internal sealed class Totals
             default: Failed++; break;
         }
 
-        PromptTokens += r.PromptTokens;
-        CompletionTokens += r.CompletionTokens;
-        CachedTokens += r.CachedTokens;
-        ComputeUs += item.ComputeUs;
-        CostMicros += item.CostMicros;
-        WaivedRequests += r.CharacterEquivalent is null ? 0 : 1;
-        WaivedPromptTokens += r.WaivedPromptTokens;
-        WaivedCompletionTokens += r.WaivedCompletionTokens;
+        PromptTokens += row.PromptTokens;
+        CompletionTokens += row.CompletionTokens;
+        CachedTokens += row.CachedTokens;
+        ComputeUs += row.ComputeUs;
+        CostMicros += row.CostMicros;
+        WaivedRequests += row.Waived ? 1 : 0;
+        WaivedPromptTokens += row.WaivedPromptTokens;
+        WaivedCompletionTokens += row.WaivedCompletionTokens;
     }
 }
+
+/// <summary>What one stored record adds to each aggregate row it belongs to (a fold reads it from the raw row).</summary>
+internal readonly record struct FoldedRow(
+    UsageOutcome Outcome, long PromptTokens, long CompletionTokens, long CachedTokens, long ComputeUs, long CostMicros, bool Waived,
+    long WaivedPromptTokens, long WaivedCompletionTokens);

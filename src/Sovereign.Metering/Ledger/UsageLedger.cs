@@ -12,15 +12,18 @@ namespace Sovereign.Metering.Ledger;
 /// <summary>
 /// The append-only, durable usage ledger. <see cref="AppendAsync"/> hands the record to a single writer that commits
 /// whatever is queued in one transaction (group commit) and completes each caller once its batch is committed.
-/// Appends are idempotent by request id, aggregates (per tenant/model/UTC day/jurisdiction; for budgets per tenant per
-/// day, month and all time, and per key per day and all time) are updated in the same transaction from the rows
-/// actually inserted (a replayed record changes nothing), and raw rows can be purged after a retention period while
-/// the aggregates stay.
+/// Appends are idempotent by request id (a replayed record changes nothing). The aggregates (per tenant/model/UTC
+/// day/jurisdiction; for budgets per tenant per day, month and all time, and per key per day and all time) are folded
+/// from the stored records behind a watermark W (<see cref="FoldAsync"/>: every <see cref="UsageLedgerOptions.AggregateFoldInterval"/>,
+/// past <see cref="UsageLedgerOptions.AggregateFoldRecords"/> records, at open and before a purge), and every reader
+/// adds the records above W in the same statement, so what it reads is exact at every instant, a crash included. Raw
+/// rows can be purged after a retention period (only folded ones) while the aggregates stay.
 /// </summary>
 public sealed class UsageLedger : IAsyncDisposable
 {
     private const int MaxIdLength = 200;
     private const int PurgeChunk = 5_000;
+    private const int FoldChunk = 10_000;
     private static readonly long NeverPurged = DateTimeOffset.MinValue.ToUnixTimeMilliseconds();
 
     private readonly SqlDatabase _database;
@@ -34,7 +37,15 @@ public sealed class UsageLedger : IAsyncDisposable
     private long _duplicates;
     private long _batches;
     private long _failedBatches;
+    private long _unfolded;
+    private long _folds;
+    private long _failedFolds;
     private int _disposed;
+    private readonly SemaphoreSlim _foldGate = new(1, 1);
+    private readonly Channel<bool> _foldNow = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly CancellationTokenSource _stopFolding = new();
+    private readonly Task _foldLoop;
+    private LedgerWriter? _folder;
 
     private UsageLedger(SqlDatabase database, UsageLedgerOptions options, LedgerWriter writer, long purgedBeforeMs, CostCarry carry)
     {
@@ -49,6 +60,7 @@ public sealed class UsageLedger : IAsyncDisposable
             FullMode = BoundedChannelFullMode.Wait,
         });
         _writerLoop = Task.Run(RunWriterAsync);
+        _foldLoop = Task.Run(RunFoldLoopAsync);
         _carried = new CarriedLedgerWriter(this);
     }
 
@@ -60,6 +72,9 @@ public sealed class UsageLedger : IAsyncDisposable
 
     /// <summary>This writer's carry of sub-millionth remainders: bill a request's exact cost with it (<see cref="CostCarry.Bill"/>).</summary>
     public CostCarry CostCarry { get; }
+
+    /// <summary>Folds committed (each one transaction) and folds that failed (retried at the next interval).</summary>
+    internal (long Folds, long Failed) FoldCounters => (Interlocked.Read(ref _folds), Interlocked.Read(ref _failedFolds));
 
     /// <summary>The writer's counters.</summary>
     public UsageLedgerStatistics Statistics => new(
@@ -79,6 +94,8 @@ public sealed class UsageLedger : IAsyncDisposable
         options.Validate();
         await database.MigrateAsync(Migrations, cancellationToken);
         var writer = await LedgerWriter.OpenAsync(database, options, cancellationToken);
+        var writerOwned = true;
+        UsageLedger ledger;
         try
         {
             await using var connection = await database.OpenAsync(cancellationToken);
@@ -97,12 +114,150 @@ public sealed class UsageLedger : IAsyncDisposable
                 }
             }
 
-            return new UsageLedger(database, options, writer, purgedBefore, new CostCarry(stored));
+            writerOwned = false;
+            ledger = new UsageLedger(database, options, writer, purgedBefore, new CostCarry(stored));
         }
         catch
         {
-            await writer.DisposeAsync();
+            if (writerOwned)
+            {
+                await writer.DisposeAsync();
+            }
+
             throw;
+        }
+
+        try
+        {
+            // Before the ledger answers: what a killed process committed and never folded goes into the aggregates now.
+            // Readers would add it anyway; this keeps the tail they add short.
+            await ledger.FoldAsync(cancellationToken);
+            return ledger;
+        }
+        catch
+        {
+            await ledger.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Folds every record committed above the watermark W into the aggregates and raises W, in the ledger's write turn,
+    /// a transaction per <c>10,000</c> records; returns the records folded. Runs by itself (see
+    /// <see cref="UsageLedgerOptions.AggregateFoldInterval"/>); readers never need it to be exact.
+    /// </summary>
+    public async Task<long> FoldAsync(CancellationToken cancellationToken = default)
+    {
+        await _foldGate.WaitAsync(cancellationToken);
+        try
+        {
+            long total = 0;
+            int folded;
+            do
+            {
+                var folder = _folder ??= await LedgerWriter.OpenAsync(_database, _options, cancellationToken);
+                try
+                {
+                    folded = await folder.InTransactionAsync(transaction => folder.FoldAsync(transaction, FoldChunk, cancellationToken), cancellationToken);
+                }
+                catch
+                {
+                    Interlocked.Increment(ref _failedFolds);
+                    await CloseFolderAsync();
+                    throw;
+                }
+
+                total += folded;
+                Interlocked.Increment(ref _folds);
+            }
+            while (folded == FoldChunk);
+            return total;
+        }
+        finally
+        {
+            _foldGate.Release();
+        }
+    }
+
+    /// <summary>
+    /// Folds every record of <paramref name="database"/> (migrated) on a connection of its own: for a tool that holds
+    /// the file with no server (<c>sovereign database copy</c> folds its source first). Returns the records folded.
+    /// </summary>
+    public static async Task<long> FoldAllAsync(SqlDatabase database, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(database);
+        await using var folder = await LedgerWriter.OpenAsync(database, new UsageLedgerOptions(), cancellationToken);
+        long total = 0;
+        int folded;
+        do
+        {
+            folded = await folder.InTransactionAsync(transaction => folder.FoldAsync(transaction, FoldChunk, cancellationToken), cancellationToken);
+            total += folded;
+        }
+        while (folded == FoldChunk);
+        return total;
+    }
+
+    /// <summary>Records committed and not yet folded by this process: past the threshold, fold now.</summary>
+    private void Unfolded(long records)
+    {
+        if (records > 0 && Interlocked.Add(ref _unfolded, records) >= _options.AggregateFoldRecords)
+        {
+            _foldNow.Writer.TryWrite(true);
+        }
+    }
+
+    private async Task RunFoldLoopAsync()
+    {
+        var stopping = _stopFolding.Token;
+        while (!stopping.IsCancellationRequested)
+        {
+            using (var wait = CancellationTokenSource.CreateLinkedTokenSource(stopping))
+            {
+                wait.CancelAfter(_options.AggregateFoldInterval);
+                try
+                {
+                    await _foldNow.Reader.ReadAsync(wait.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    // The interval is over (or the ledger closes: checked below).
+                }
+            }
+
+            if (stopping.IsCancellationRequested || Interlocked.Read(ref _unfolded) == 0)
+            {
+                continue;
+            }
+
+            var pending = Interlocked.Exchange(ref _unfolded, 0);
+            try
+            {
+                await FoldAsync(stopping);
+            }
+            catch (Exception ex) when (ex is DbException or InvalidOperationException or OperationCanceledException or TimeoutException)
+            {
+                // Nothing of a failed fold is committed (W and the aggregates move together): try again next interval.
+                // Readers add the unfolded records meanwhile, so nothing they read is wrong, only slower.
+                Interlocked.Add(ref _unfolded, pending);
+            }
+        }
+    }
+
+    private async Task CloseFolderAsync()
+    {
+        var folder = _folder;
+        _folder = null;
+        if (folder is not null)
+        {
+            try
+            {
+                await folder.DisposeAsync();
+            }
+            catch (DbException)
+            {
+                // A broken connection may fail to close; it is dropped either way.
+            }
         }
     }
 
@@ -197,7 +352,10 @@ public sealed class UsageLedger : IAsyncDisposable
         }
     }
 
-    /// <summary>Aggregated usage (never the raw rows), grouped as asked, ordered by the grouped columns then currency.</summary>
+    /// <summary>
+    /// Aggregated usage (the daily aggregates, with the records not yet folded into them added in the same statement),
+    /// grouped as asked, ordered by the grouped columns then currency.
+    /// </summary>
     public async Task<IReadOnlyList<UsageRow>> QueryUsageAsync(UsageQuery query, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(query);
@@ -245,7 +403,9 @@ public sealed class UsageLedger : IAsyncDisposable
             .Append("SELECT ").Append(columns)
             .Append(", SUM(requests), SUM(completed), SUM(refused), SUM(cancelled), SUM(failed), SUM(prompt_tokens), SUM(completion_tokens), ")
             .Append("SUM(cached_tokens), SUM(compute_us), SUM(cost_micros), SUM(waived_requests), SUM(waived_prompt_tokens), SUM(waived_completion_tokens) ")
-            .Append("FROM metering_usage_daily WHERE day_start >= @from AND day_start < @to");
+            .Append("FROM (SELECT ").Append(LedgerSchema.DailyColumns).Append(" FROM metering_usage_daily UNION ALL ")
+            .Append(LedgerSchema.UnfoldedDailyRows(_database.Provider == SqlProvider.Sqlite))
+            .Append(") daily WHERE day_start >= @from AND day_start < @to");
 
         // Filters are added only when given: PostgreSQL cannot type an untyped NULL parameter in "@x IS NULL".
         if (query.Tenant is not null)
@@ -465,21 +625,25 @@ public sealed class UsageLedger : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(tenant);
         ArgumentNullException.ThrowIfNull(currency);
         var ms = at.ToUnixTimeMilliseconds();
-        var (sql, start, end) = (keyId, period) switch
+        var (from, to) = PeriodRange(period, ms);
+        var unfolded = LedgerSchema.Unfolded(_database.Provider == SqlProvider.Sqlite);
+        var sql = (keyId, period) switch
         {
-            (null, _) => (
-                "SELECT SUM(cost_micros) FROM metering_tenant_periods WHERE tenant = @tenant AND period = @period AND period_start = @start AND currency = @currency",
-                PeriodStart(period, ms), 0L),
+            (null, _) =>
+                "SELECT SUM(cost_micros) FROM (SELECT cost_micros FROM metering_tenant_periods WHERE tenant = @tenant AND period = @period AND period_start = @start AND currency = @currency " +
+                $"UNION ALL SELECT cost_micros FROM metering_usage WHERE {unfolded} AND tenant = @tenant AND currency = @currency AND ts >= @from AND ts < @to) spend",
 
             // A key's month is the sum of its days (at most 31 rows): day rows are all the migration could backfill.
-            (_, UsagePeriod.Month) => (
-                "SELECT SUM(cost_micros) FROM metering_key_periods WHERE tenant = @tenant AND key_id = @key AND period = 'day' " +
-                "AND period_start >= @start AND period_start < @end AND currency = @currency",
-                UtcCalendar.MonthStart(ms), DateTimeOffset.FromUnixTimeMilliseconds(UtcCalendar.MonthStart(ms)).AddMonths(1).ToUnixTimeMilliseconds()),
-            _ => (
-                "SELECT SUM(cost_micros) FROM metering_key_periods WHERE tenant = @tenant AND key_id = @key AND period = @period AND period_start = @start AND currency = @currency",
-                PeriodStart(period, ms), 0L),
+            (_, UsagePeriod.Month) =>
+                "SELECT SUM(cost_micros) FROM (SELECT cost_micros FROM metering_key_periods WHERE tenant = @tenant AND key_id = @key AND period = 'day' " +
+                "AND period_start >= @from AND period_start < @to AND currency = @currency " +
+                $"UNION ALL SELECT cost_micros FROM metering_usage WHERE {unfolded} AND tenant = @tenant AND key_id = @key AND currency = @currency AND ts >= @from AND ts < @to) spend",
+            _ =>
+                "SELECT SUM(cost_micros) FROM (SELECT cost_micros FROM metering_key_periods WHERE tenant = @tenant AND key_id = @key AND period = @period AND period_start = @start AND currency = @currency " +
+                $"UNION ALL SELECT cost_micros FROM metering_usage WHERE {unfolded} AND tenant = @tenant AND key_id = @key AND currency = @currency AND ts >= @from AND ts < @to) spend",
         };
+
+        // One statement, one snapshot: a record is either folded into the stored rows or above W in it, never both.
         await using var connection = await _database.OpenAsync(cancellationToken);
         using var command = connection.CreateCommand();
         command.CommandText = sql;
@@ -494,16 +658,25 @@ public sealed class UsageLedger : IAsyncDisposable
             SqlDatabase.AddParameter(command, "@period", UsagePeriodNames.Of(period));
         }
 
-        SqlDatabase.AddParameter(command, "@start", start);
-        if (sql.Contains("@end", StringComparison.Ordinal))
+        if (sql.Contains("@start", StringComparison.Ordinal))
         {
-            SqlDatabase.AddParameter(command, "@end", end);
+            SqlDatabase.AddParameter(command, "@start", PeriodStart(period, ms));
         }
 
+        SqlDatabase.AddParameter(command, "@from", from);
+        SqlDatabase.AddParameter(command, "@to", to);
         SqlDatabase.AddParameter(command, "@currency", currency);
         var sum = await command.ExecuteScalarAsync(cancellationToken);
         return MicroUnits.ToDecimal(sum is null or DBNull ? 0 : Convert.ToInt64(sum, System.Globalization.CultureInfo.InvariantCulture));
     }
+
+    /// <summary>The arrival times [from, to) of the day, month or all time containing <paramref name="ms"/>.</summary>
+    private static (long From, long To) PeriodRange(UsagePeriod period, long ms) => period switch
+    {
+        UsagePeriod.Day => (UtcCalendar.DayStart(ms), UtcCalendar.DayStart(ms) + 86_400_000),
+        UsagePeriod.Month => (UtcCalendar.MonthStart(ms), DateTimeOffset.FromUnixTimeMilliseconds(UtcCalendar.MonthStart(ms)).AddMonths(1).ToUnixTimeMilliseconds()),
+        _ => (long.MinValue, long.MaxValue),
+    };
 
     private static long PeriodStart(UsagePeriod period, long ms) => period switch
     {
@@ -518,13 +691,20 @@ public sealed class UsageLedger : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(tenant);
         var ms = at.ToUnixTimeMilliseconds();
         var start = PeriodStart(period, ms);
+        var (from, to) = PeriodRange(period, ms);
         await using var connection = await _database.OpenAsync(cancellationToken);
-        using var command = LedgerSchema.Prepare(connection,
+        using var command = connection.CreateCommand();
+        command.CommandText =
+            "SELECT currency, SUM(requests), SUM(prompt_tokens), SUM(completion_tokens), SUM(compute_us), SUM(cost_micros) FROM (" +
             "SELECT currency, requests, prompt_tokens, completion_tokens, compute_us, cost_micros FROM metering_tenant_periods " +
-            "WHERE tenant = @tenant AND period = @period AND period_start = @start ORDER BY currency");
-        command.Parameters[0].Value = tenant;
-        command.Parameters[1].Value = UsagePeriodNames.Of(period);
-        command.Parameters[2].Value = start;
+            "WHERE tenant = @tenant AND period = @period AND period_start = @start " +
+            "UNION ALL SELECT currency, 1, prompt_tokens, completion_tokens, compute_us, cost_micros FROM metering_usage " +
+            $"WHERE {LedgerSchema.Unfolded(_database.Provider == SqlProvider.Sqlite)} AND tenant = @tenant AND ts >= @from AND ts < @to) totals GROUP BY currency ORDER BY currency";
+        SqlDatabase.AddParameter(command, "@tenant", tenant);
+        SqlDatabase.AddParameter(command, "@period", UsagePeriodNames.Of(period));
+        SqlDatabase.AddParameter(command, "@start", start);
+        SqlDatabase.AddParameter(command, "@from", from);
+        SqlDatabase.AddParameter(command, "@to", to);
         var totals = new List<TenantPeriodTotals>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
@@ -554,8 +734,10 @@ public sealed class UsageLedger : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(tenant);
         await using var connection = await _database.OpenAsync(cancellationToken);
-        using var command = LedgerSchema.Prepare(connection, "SELECT MIN(day_start) FROM metering_usage_daily WHERE tenant = @tenant");
-        command.Parameters[0].Value = tenant;
+        using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT MIN(day_start) FROM (SELECT day_start FROM metering_usage_daily WHERE tenant = @tenant " +
+            $"UNION ALL SELECT {LedgerSchema.DayStartSql} FROM metering_usage WHERE {LedgerSchema.Unfolded(_database.Provider == SqlProvider.Sqlite)} AND tenant = @tenant) days";
+        SqlDatabase.AddParameter(command, "@tenant", tenant);
         var first = await command.ExecuteScalarAsync(cancellationToken);
         return first is null or DBNull ? null : DateTimeOffset.FromUnixTimeMilliseconds(Convert.ToInt64(first, System.Globalization.CultureInfo.InvariantCulture));
     }
@@ -568,8 +750,10 @@ public sealed class UsageLedger : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(tenant);
         await using var connection = await _database.OpenAsync(cancellationToken);
-        using var command = LedgerSchema.Prepare(connection, "SELECT DISTINCT currency FROM metering_usage_daily WHERE tenant = @tenant ORDER BY currency");
-        command.Parameters[0].Value = tenant;
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT currency FROM metering_usage_daily WHERE tenant = @tenant UNION " +
+            $"SELECT currency FROM metering_usage WHERE {LedgerSchema.Unfolded(_database.Provider == SqlProvider.Sqlite)} AND tenant = @tenant ORDER BY 1";
+        SqlDatabase.AddParameter(command, "@tenant", tenant);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         var currencies = new List<string>();
         while (await reader.ReadAsync(cancellationToken))
@@ -649,17 +833,36 @@ public sealed class UsageLedger : IAsyncDisposable
             await mark.ExecuteNonQueryAsync(cancellationToken);
         }
 
-        using var delete = LedgerSchema.Prepare(connection,
-            $"DELETE FROM metering_usage WHERE request_id IN (SELECT request_id FROM metering_usage WHERE ts < @cutoff LIMIT {PurgeChunk})");
-        delete.Parameters[0].Value = cutoff;
         long total = 0;
         int deleted;
         do
         {
-            // A turn per chunk: appends go on between chunks of a long purge.
-            using (await _database.EnterWriteAsync(cancellationToken))
+            // A turn per chunk: appends go on between chunks of a long purge. Each chunk folds first, in its own
+            // transaction, and deletes only folded records: the aggregates hold every deleted record's money.
+            await _foldGate.WaitAsync(cancellationToken);
+            try
             {
-                deleted = await delete.ExecuteNonQueryAsync(cancellationToken);
+                var folder = _folder ??= await LedgerWriter.OpenAsync(_database, _options, cancellationToken);
+                try
+                {
+                    deleted = await folder.InTransactionAsync(async transaction =>
+                    {
+                        while (await folder.FoldAsync(transaction, FoldChunk, cancellationToken) == FoldChunk)
+                        {
+                        }
+
+                        return await folder.DeleteFoldedAsync(cutoff, PurgeChunk, transaction, cancellationToken);
+                    }, cancellationToken);
+                }
+                catch
+                {
+                    await CloseFolderAsync();
+                    throw;
+                }
+            }
+            finally
+            {
+                _foldGate.Release();
             }
 
             total += deleted;
@@ -683,6 +886,20 @@ public sealed class UsageLedger : IAsyncDisposable
         _queue.Writer.TryComplete();
         await _writerLoop;
         await CloseWriterAsync();
+        await _stopFolding.CancelAsync();
+        await _foldLoop;
+        try
+        {
+            // What this process committed goes into the aggregates before it stops (the next open would fold it anyway).
+            await FoldAsync();
+        }
+        catch (Exception ex) when (ex is DbException or InvalidOperationException)
+        {
+            // The next open folds it.
+        }
+
+        await CloseFolderAsync();
+        _stopFolding.Dispose();
     }
 
     private async Task CloseWriterAsync()
@@ -874,6 +1091,7 @@ public sealed class UsageLedger : IAsyncDisposable
         Interlocked.Add(ref _stored, stored);
         Interlocked.Add(ref _duplicates, batch.Count - stored);
         Interlocked.Increment(ref _batches);
+        Unfolded(stored);
     }
 
     /// <summary>A record whose request id was stored already added nothing to the carry: take its share back.</summary>
@@ -931,6 +1149,7 @@ public sealed class UsageLedger : IAsyncDisposable
         {
             ledger.Settled(item);
             Interlocked.Increment(ref item.Inserted ? ref ledger._stored : ref ledger._duplicates);
+            ledger.Unfolded(item.Inserted ? 1 : 0);
         }
     }
 }

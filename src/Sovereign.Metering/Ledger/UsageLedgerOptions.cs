@@ -61,6 +61,15 @@ public sealed class UsageLedgerOptions
     /// </summary>
     public string Writer { get; init; } = "local";
 
+    /// <summary>
+    /// How often records committed since the last fold are folded into the period aggregates (default 250 ms). Readers
+    /// add the records not yet folded, so this bounds how many they add, never what they see.
+    /// </summary>
+    public TimeSpan AggregateFoldInterval { get; init; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>Records committed since the last fold past which the next fold runs at once (default 256).</summary>
+    public int AggregateFoldRecords { get; init; } = 256;
+
     /// <summary>The clock for retention.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
@@ -80,6 +89,9 @@ public sealed class UsageLedgerOptions
         }
 
         ArgumentOutOfRangeException.ThrowIfLessThan(CheckpointPages, 1, nameof(CheckpointPages));
+        ArgumentOutOfRangeException.ThrowIfLessThan(AggregateFoldInterval, TimeSpan.FromMilliseconds(1), nameof(AggregateFoldInterval));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(AggregateFoldInterval, TimeSpan.FromDays(1), nameof(AggregateFoldInterval));
+        ArgumentOutOfRangeException.ThrowIfLessThan(AggregateFoldRecords, 1, nameof(AggregateFoldRecords));
         ArgumentNullException.ThrowIfNull(TimeProvider, nameof(TimeProvider));
         ArgumentException.ThrowIfNullOrWhiteSpace(Writer, nameof(Writer));
     }

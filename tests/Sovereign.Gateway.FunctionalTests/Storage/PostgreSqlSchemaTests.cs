@@ -852,6 +852,118 @@ public sealed class PostgreSqlSchemaTests(PostgreSqlFixture postgres) : IClassFi
         }
     }
 
+    /// <summary>
+    /// Period aggregates folded behind a watermark on PostgreSQL (session 55): a sequence value is taken in nextval
+    /// order, not commit order, so a record with a lower value can commit after a higher one. The fold locks the raw
+    /// table against inserts first, so it waits for that record and folds it with the rest: W never passes over it.
+    /// Readers are exact before the fold (they add the records above W) and after.
+    /// </summary>
+    [Fact]
+    public async Task UsageLedger_Fold_WaitsForALowerSequenceCommittingLate_AndReadersAreExactThroughout()
+    {
+        var database = await OwnDatabaseAsync("fold");
+        var options = new UsageLedgerOptions { AggregateFoldInterval = TimeSpan.FromDays(1), AggregateFoldRecords = int.MaxValue };
+        await using var ledger = await UsageLedger.OpenAsync(database, options);
+        var now = DateTimeOffset.UtcNow;
+        UsageRecord Record(string id, decimal cost) => new()
+        {
+            RequestId = id, Timestamp = now, Tenant = "fold", KeyId = "k", Model = "m", Node = "n", Jurisdiction = "TH",
+            PromptTokens = 10, CompletionTokens = 5, Cost = cost, Currency = "EUR", PriceVersion = "v1",
+        };
+
+        await using var late = (Npgsql.NpgsqlConnection)await database.OpenAsync();
+        await using var lateTransaction = await late.BeginTransactionAsync();
+        using (var insert = PreparedStatement.Create(late, LedgerSchema.InsertRecord, portable: true))
+        {
+            // Takes the lower sequence value and stays uncommitted.
+            var low = Record("low", 1m);
+            LedgerSchema.BindRecord(insert, low, now.ToUnixTimeMilliseconds(), 0, 1_000_000);
+            Assert.Equal(1, await insert.ExecuteAsync(lateTransaction));
+        }
+
+        Assert.True(await ledger.AppendAsync(Record("high", 2m)));
+        Assert.Equal(2m, await ledger.GetSpendAsync("fold", null, UsagePeriod.Total, now, "EUR"));
+        Assert.Equal(0, await ScalarAsync(database, "SELECT COUNT(*) FROM metering_tenant_periods"));
+
+        // The fold waits for the lower value's transaction (its lock is queued behind that insert's)...
+        var fold = ledger.FoldAsync();
+        while (await ScalarAsync(database, "SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND relation = 'metering_usage'::regclass") == 0)
+        {
+            Assert.False(fold.IsCompleted, "the fold must wait for the uncommitted insert");
+            await Task.Yield();
+        }
+
+        // ...which commits late: folded with the other, both once.
+        await lateTransaction.CommitAsync();
+        Assert.Equal(2, await fold);
+        Assert.Equal(0, await ledger.FoldAsync());
+        foreach (var period in new[] { UsagePeriod.Day, UsagePeriod.Month, UsagePeriod.Total })
+        {
+            Assert.Equal(3m, await ledger.GetSpendAsync("fold", null, period, now, "EUR"));
+            Assert.Equal(3m, await ledger.GetSpendAsync("fold", "k", period, now, "EUR"));
+        }
+
+        Assert.Equal(3_000_000, await ScalarAsync(database, "SELECT cost_micros FROM metering_tenant_periods WHERE tenant = 'fold' AND period = 'total'"));
+        Assert.Equal(2, Assert.Single(await ledger.GetTenantTotalsAsync("fold", UsagePeriod.Total, now)).Requests);
+    }
+
+    /// <summary>
+    /// Two gateways on one database appending and folding at once: every read lies between what was completed before it
+    /// and what was started, and at the end every record is counted once in the stored aggregates.
+    /// </summary>
+    [Fact]
+    public async Task UsageLedger_TwoGatewaysAppendingAndFoldingAtOnce_CountEachRecordOnce()
+    {
+        var connectionString = await OwnConnectionStringAsync("foldrace");
+        var options = new UsageLedgerOptions { AggregateFoldInterval = TimeSpan.FromDays(1), AggregateFoldRecords = 7 };
+        await using var first = await UsageLedger.OpenAsync(SqlDatabase.PostgreSql(connectionString), options);
+        await using var second = await UsageLedger.OpenAsync(SqlDatabase.PostgreSql(connectionString), new UsageLedgerOptions
+        {
+            AggregateFoldInterval = TimeSpan.FromDays(1), AggregateFoldRecords = 7, Writer = "second",
+        });
+        var now = DateTimeOffset.UtcNow;
+        var records = Enumerable.Range(0, 300).Select(i => new UsageRecord
+        {
+            RequestId = $"race-{i:D4}", Timestamp = now, Tenant = "race", KeyId = "k", Model = "m", Node = "n", Jurisdiction = "TH",
+            PromptTokens = 1, CompletionTokens = 1, Cost = 0.000001m * (i + 1), Currency = "EUR", PriceVersion = "v1",
+        }).ToList();
+        long started = 0, completed = 0;
+        var appending = Parallel.ForEachAsync(records, new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (record, _) =>
+        {
+            var micros = (long)(record.Cost * 1_000_000m);
+            Interlocked.Add(ref started, micros);
+            Assert.True(await (micros % 2 == 0 ? first : second).AppendAsync(record));
+            Interlocked.Add(ref completed, micros);
+        });
+        var reads = 0;
+        while (!appending.IsCompleted || reads == 0)
+        {
+            await Task.WhenAll(first.FoldAsync(), second.FoldAsync());
+            var low = Interlocked.Read(ref completed);
+            var read = await (reads % 2 == 0 ? first : second).GetSpendAsync("race", null, UsagePeriod.Total, now, "EUR");
+            Assert.InRange(read, low / 1_000_000m, Interlocked.Read(ref started) / 1_000_000m);
+            reads++;
+        }
+
+        await appending;
+        var expected = records.Sum(r => r.Cost);
+        Assert.Equal(expected, await first.GetSpendAsync("race", "k", UsagePeriod.Day, now, "EUR"));
+        await Task.WhenAll(first.FoldAsync(), second.FoldAsync());
+        Assert.Equal(expected, await second.GetSpendAsync("race", null, UsagePeriod.Month, now, "EUR"));
+        var database = SqlDatabase.PostgreSql(connectionString);
+        Assert.Equal(records.Count, await ScalarAsync(database, "SELECT requests FROM metering_tenant_periods WHERE tenant = 'race' AND period = 'total'"));
+        Assert.Equal((long)(expected * 1_000_000m), await ScalarAsync(database, "SELECT SUM(cost_micros) FROM metering_usage_daily WHERE tenant = 'race'"));
+    }
+
+    private static async Task<long> ScalarAsync(SqlDatabase database, string sql)
+    {
+        await using var connection = await database.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        var value = await command.ExecuteScalarAsync();
+        return value is null or DBNull ? 0 : Convert.ToInt64(value, System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     [Fact]
     public async Task PoolMigrations_KeepALedgerWrittenBeforePoolsReadable_AndPricesRoundTrip()
     {

@@ -4,15 +4,16 @@ using static Sovereign.Metering.Tests.Ledger.LedgerTestData;
 namespace Sovereign.Metering.Tests.Ledger;
 
 /// <summary>
-/// The outcome's commit upserts a lone record's three tenant-period rows with one statement and its two key-period
-/// rows with another, each value bound once (session 54): fewer statement runs on every governed request, the same sums.
+/// The outcome's commit upserts no aggregate row since session 55 (the ledger folds them behind a watermark): a lone
+/// record's commit is its insert alone, and the fold upserts each touched aggregate row once, whatever the batches
+/// that committed the records; the sums are the records' either way.
 /// </summary>
 public sealed class MultiRowUpsertTests
 {
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public async Task WriteAsync_OneRecord_UpsertsItsSixAggregateRowsInThreeStatements(bool portable)
+    public async Task WriteAsync_OneRecord_UpsertsNoAggregateRow_TheFoldUpsertsItsSixRows(bool portable)
     {
         using var db = new TempDatabase();
         var options = new UsageLedgerOptions { PortableCommands = portable };
@@ -24,8 +25,12 @@ public sealed class MultiRowUpsertTests
         await using var writer = await LedgerWriter.OpenAsync(db.Database, options, CancellationToken.None);
         await writer.CommitAsync([Pending(Record("r1", cost: 1.25m))]);
 
-        // Daily 1, tenant periods (day, month, total) 1, key periods (day, total) 1: six rows, three runs (six before).
-        Assert.Equal(3, writer.AggregateStatements);
+        // The record's commit: its insert alone (six aggregate statements before session 54, three in it).
+        Assert.Equal(0, writer.AggregateStatements);
+
+        // The fold: daily 1, tenant periods (day, month, total) 3, key periods (day, total) 2, each once.
+        Assert.Equal(1, await writer.InTransactionAsync(t => writer.FoldAsync(t, 100)));
+        Assert.Equal(6, writer.AggregateStatements);
         await using var ledger = await db.OpenLedgerAsync(options);
         Assert.Equal(1.25m, await ledger.GetSpendAsync("acme", null, UsagePeriod.Day, Day0.AddHours(10), "EUR"));
         Assert.Equal(1.25m, await ledger.GetSpendAsync("acme", null, UsagePeriod.Month, Day0.AddHours(10), "EUR"));
@@ -71,12 +76,12 @@ public sealed class MultiRowUpsertTests
                 next += size;
             }
 
-            // A replayed batch inserts nothing and upserts nothing.
+            // A replayed batch inserts nothing (and no batch upserts an aggregate row: the fold does).
             await writer.CommitAsync([.. records.Take(5).Select(Pending)]);
             Assert.Equal(0, writer.AggregateStatements);
         }
 
-        Assert.True(statements.Count > 3, "batches of 1-9 records touch different numbers of rows");
+        Assert.Equal([0], statements);
         await using var ledger = await db.OpenLedgerAsync(options);
         foreach (var at in new[] { start.AddHours(5), start.AddDays(1).AddHours(23), start.AddDays(2).AddHours(1) })
         {
@@ -115,7 +120,7 @@ public sealed class MultiRowUpsertTests
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public async Task WriteAsync_OneTenantsDayWithTwoKeys_PeriodsInOneStatement_KeysRowByRow(bool portable)
+    public async Task Fold_OneTenantsDayWithTwoKeys_EachAggregateRowOnce(bool portable)
     {
         using var db = new TempDatabase();
         var options = new UsageLedgerOptions { PortableCommands = portable };
@@ -125,14 +130,15 @@ public sealed class MultiRowUpsertTests
 
         await using (var writer = await LedgerWriter.OpenAsync(db.Database, options, CancellationToken.None))
         {
+            await writer.CommitAsync([Pending(Record("a1", at: Day0.AddHours(1), cost: 1m))]);
             await writer.CommitAsync([
-                Pending(Record("a1", at: Day0.AddHours(1), cost: 1m)),
                 Pending(Record("a2", at: Day0.AddHours(2), cost: 2m)),
                 Pending(Record("a3", at: Day0.AddHours(3), cost: 4m) with { KeyId = "key-2" }),
             ]);
+            Assert.Equal(3, await writer.InTransactionAsync(t => writer.FoldAsync(t, 100)));
 
-            // Daily: one row per key (2); tenant periods: one statement; key periods: two keys' four rows one by one.
-            Assert.Equal(2 + 1 + 4, writer.AggregateStatements);
+            // Daily: one row per key (2); tenant periods: day, month, total (3); key periods: two keys' day and total (4).
+            Assert.Equal(2 + 3 + 4, writer.AggregateStatements);
         }
 
         await using var ledger = await db.OpenLedgerAsync(options);
@@ -142,13 +148,6 @@ public sealed class MultiRowUpsertTests
         var totals = Assert.Single(await ledger.GetTenantTotalsAsync("acme", UsagePeriod.Total, Day0));
         Assert.Equal(3, totals.Requests);
         Assert.Equal(300, totals.PromptTokens);
-    }
-
-    [Fact]
-    public void OneDayStatements_BindEachValueOnce()
-    {
-        Assert.Equal(9, Sovereign.Storage.PreparedStatement.ParameterNames(LedgerSchema.UpsertTenantPeriodsOfOneDay).Count);
-        Assert.Equal(6, Sovereign.Storage.PreparedStatement.ParameterNames(LedgerSchema.UpsertKeyPeriodsOfOneDay).Count);
     }
 
     private static PendingAppend Pending(UsageRecord record) =>
