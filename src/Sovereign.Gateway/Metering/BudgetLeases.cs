@@ -21,14 +21,14 @@ namespace Sovereign.Gateway.Metering;
 public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, IOptions<TenantMoneyOptions> money, ILogger<BudgetLeases> logger, ILocalSiloDetails? silo = null) : IHostedService
 {
     private readonly ConcurrentDictionary<(string Tenant, string Key), Held> _held = new();
-    private readonly ConcurrentDictionary<(string Tenant, string Key), byte> _asking = new();
+    // The lease asks on their way to a grain, one per key: a recall or reclaim of their tenant marks them, and a lease
+    // granted by a marked ask is not used. Only asks in flight are kept (a per-tenant count of recalls was kept for
+    // every tenant ever recalled, and grew without bound on a long-running gateway with many tenants).
+    private readonly ConcurrentDictionary<(string Tenant, string Key), LeaseAsk> _asking = new();
 
     // Every lease from its install until it is closed here and its last request admitted from it is confirmed: a
     // reclaim asks about each one its grain may still count requests in flight against.
     private readonly ConcurrentDictionary<Guid, Held> _unsettled = new();
-
-    // How many recalls and reclaims each tenant's grain has sent here: a lease asked for before the latest is not used.
-    private readonly ConcurrentDictionary<string, long> _recalls = new(StringComparer.Ordinal);
 
     /// <summary>Whether leases are on (<see cref="TenantMoneyOptions.LeaseTerm"/> above 0).</summary>
     public bool Enabled => money.Value.LeaseTerm > TimeSpan.Zero;
@@ -50,7 +50,7 @@ public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, 
     /// <summary>The tenant's grain closed every lease of <paramref name="tenant"/> (a change of it): none is used again here.</summary>
     internal void Recall(string tenant)
     {
-        _recalls.AddOrUpdate(tenant, 1, (_, n) => n + 1);
+        Cross(tenant);
         foreach (var held in _held.Values.Where(h => h.Tenant == tenant).ToList())
         {
             Drop(held, giveBack: false);
@@ -58,10 +58,26 @@ public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, 
     }
 
     /// <summary>
-    /// How many recalls and reclaims of <paramref name="tenant"/>'s leases came here: read before asking for a lease and
-    /// given to <see cref="Install"/>, so a lease whose grant crossed a recall is not used (its grain may have closed it).
+    /// Marks every lease ask of <paramref name="tenant"/> on its way (<see cref="TryBeginAsk"/>) as crossed by a recall or
+    /// reclaim: the lease it brings back is not used (its grain may have closed it before its answer arrived). Asks
+    /// begun after this cannot have been granted before it.
     /// </summary>
-    internal long RecallsOf(string tenant) => _recalls.GetValueOrDefault(tenant);
+    private void Cross(string tenant)
+    {
+        foreach (var ask in _asking.Values)
+        {
+            if (string.Equals(ask.Tenant, tenant, StringComparison.Ordinal))
+            {
+                ask.Cross();
+            }
+        }
+
+        // Ordered before reading the leases held: one installed meanwhile is either seen by the caller or refused by Install.
+        Interlocked.MemoryBarrier();
+    }
+
+    /// <summary>The lease asks on their way now (for tests: nothing is kept per tenant beyond them).</summary>
+    internal int AsksInFlight => _asking.Count;
 
     /// <summary>
     /// The tenant's grain reclaims <paramref name="tenant"/>'s leases (a request it would refuse needs what they hold):
@@ -71,8 +87,8 @@ public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, 
     /// </summary>
     internal IReadOnlyList<BudgetLeaseUnused> Reclaim(string tenant)
     {
-        // Counted before looking: a lease installed meanwhile is either seen below or refused by Install.
-        _recalls.AddOrUpdate(tenant, 1, (_, n) => n + 1);
+        // Marked before looking: a lease installed meanwhile is either seen below or refused by Install.
+        Cross(tenant);
         var unused = new List<BudgetLeaseUnused>();
         foreach (var held in _unsettled.Values.Where(h => h.Tenant == tenant).ToList())
         {
@@ -137,19 +153,26 @@ public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, 
         return null;
     }
 
-    /// <summary>Whether this request may ask for the key's lease: one ask at a time per key, the others admitted by the grain meanwhile.</summary>
-    internal bool TryBeginAsk(string tenant, string keyId) => _asking.TryAdd((tenant, keyId), 0);
+    /// <summary>
+    /// The ask of this request for the key's lease, or null: one ask at a time per key, the others admitted by the grain
+    /// meanwhile. Begun before the grain is asked, given to <see cref="Install"/>, and ended with <see cref="EndAsk"/>.
+    /// </summary>
+    internal LeaseAsk? TryBeginAsk(string tenant, string keyId)
+    {
+        var ask = new LeaseAsk(tenant, keyId);
+        return _asking.TryAdd((tenant, keyId), ask) ? ask : null;
+    }
 
-    internal void EndAsk(string tenant, string keyId) => _asking.TryRemove((tenant, keyId), out _);
+    internal void EndAsk(LeaseAsk ask) => _asking.TryRemove(new KeyValuePair<(string, string), LeaseAsk>((ask.Tenant, ask.KeyId), ask));
 
     /// <summary>
     /// Keeps a lease the grain granted, usable until its term counted from <paramref name="askedAt"/> (a
     /// <see cref="Stopwatch"/> timestamp taken before asking); not used, and given back, when a recall or reclaim of the
-    /// tenant came after <paramref name="recallsBefore"/> (<see cref="RecallsOf"/> read before asking): the grain may
-    /// have closed it before its answer arrived, and each request admitted from it would have been admitted afresh at
-    /// its confirmation (refused near a limit, its relay gone).
+    /// tenant came while <paramref name="ask"/> (<see cref="TryBeginAsk"/>, begun before asking) was on its way: the
+    /// grain may have closed it before its answer arrived, and each request admitted from it would have been admitted
+    /// afresh at its confirmation (refused near a limit, its relay gone).
     /// </summary>
-    internal void Install(string tenant, string keyId, BudgetLease lease, long askedAt, long? recallsBefore = null)
+    internal void Install(string tenant, string keyId, BudgetLease lease, long askedAt, LeaseAsk? ask = null)
     {
         var held = new Held(tenant, lease, askedAt + (long)(lease.Term.TotalSeconds * Stopwatch.Frequency));
         if (_held.TryGetValue((tenant, keyId), out var old))
@@ -160,8 +183,9 @@ public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, 
         _unsettled[held.Id] = held;
         _held[(tenant, keyId)] = held;
 
-        // Checked after it is in place: a reclaim counted before this read either found it above or is seen here.
-        if (recallsBefore is { } before && RecallsOf(tenant) != before)
+        // Checked after it is in place: a reclaim that marked the ask before this read either found it above or is seen here.
+        Interlocked.MemoryBarrier();
+        if (ask is { Crossed: true })
         {
             Drop(held, giveBack: true);
         }
@@ -276,6 +300,21 @@ public sealed partial class BudgetLeases(GrainReferences<ITenantGrain> tenants, 
     [LoggerMessage(EventId = 4137, EventName = "BudgetLeaseNotReturned", Level = LogLevel.Debug,
         Message = "Budget lease {LeaseId} of tenant {Tenant} could not be given back; its grain closes it after its term")]
     private static partial void LogReturnFailed(ILogger logger, Exception exception, Guid leaseId, string tenant);
+
+    /// <summary>One request's ask for its key's lease, on its way to the tenant's grain.</summary>
+    internal sealed class LeaseAsk(string tenant, string keyId)
+    {
+        private int _crossed;
+
+        public string Tenant { get; } = tenant;
+
+        public string KeyId { get; } = keyId;
+
+        /// <summary>Whether a recall or reclaim of the tenant came while it was on its way.</summary>
+        public bool Crossed => Volatile.Read(ref _crossed) != 0;
+
+        public void Cross() => Interlocked.Exchange(ref _crossed, 1);
+    }
 
     /// <summary>A lease as this gateway counts it down: what it may still admit, and until when.</summary>
     internal sealed class Held(string tenant, BudgetLease lease, long expiresAt)

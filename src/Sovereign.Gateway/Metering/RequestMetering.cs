@@ -283,7 +283,7 @@ public sealed class RequestMetering
     /// <summary>Admits with the grain, asking for the key's budget lease beside it unless another request of the key is asking.</summary>
     private async Task<AuthorizedAdmission> AdmitAskingLeaseAsync(BudgetLeases leases, string tenant, string keyId, AuthorizedAdmissionRequest authorized, decimal maxCost, long tokens, string currency)
     {
-        if (!leases.TryBeginAsk(tenant, keyId))
+        if (leases.TryBeginAsk(tenant, keyId) is not { } ask)
         {
             return await _tenants.Get(tenant).AdmitAuthorizedAsync(authorized);
         }
@@ -291,18 +291,17 @@ public sealed class RequestMetering
         try
         {
             var askedAt = System.Diagnostics.Stopwatch.GetTimestamp();
-            var recalls = leases.RecallsOf(tenant);
             var leased = await _tenants.Get(tenant).AdmitAuthorizedLeasingAsync(authorized, leases.Ask(maxCost, tokens, currency));
             if (leased.Lease is { } lease)
             {
-                leases.Install(tenant, keyId, lease, askedAt, recalls);
+                leases.Install(tenant, keyId, lease, askedAt, ask);
             }
 
             return leased.Answer;
         }
         finally
         {
-            leases.EndAsk(tenant, keyId);
+            leases.EndAsk(ask);
         }
     }
 

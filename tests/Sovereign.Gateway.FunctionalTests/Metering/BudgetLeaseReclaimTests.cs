@@ -83,13 +83,14 @@ public sealed class BudgetLeaseReclaimTests : IAsyncLifetime
         var version = TenantVersions.DecisionOf((await tenant.GetAsync())!);
 
         var leases = LeasesOf(0);
-        var recalls = leases.RecallsOf(id);
+        var ask = leases.TryBeginAsk(id, keyId)!;
         var first = await tenant.AdmitAuthorizedLeasingAsync(Request("a-0", keyId, version), leases.Ask(1m, Tokens, "EUR"));
         Assert.True(first.Answer.Admission!.Allowed);
         var lease = Assert.IsType<BudgetLease>(first.Lease);
         Assert.Equal(9.9m, lease.Money);
         Assert.Equal(_cluster.Silos[0].SiloAddress, leases.Ask(1m, Tokens, "EUR").Holder);
-        leases.Install(id, keyId, lease, System.Diagnostics.Stopwatch.GetTimestamp(), recalls);
+        leases.Install(id, keyId, lease, System.Diagnostics.Stopwatch.GetTimestamp(), ask);
+        leases.EndAsk(ask);
         var held = Enumerable.Range(1, taken).Select(_ => leases.TryTake(id, keyId, version, 1m, Tokens, "EUR", unpriced: false)!).ToList();
         Assert.All(held, Assert.NotNull);
         return (tenant, keyId, version, held);

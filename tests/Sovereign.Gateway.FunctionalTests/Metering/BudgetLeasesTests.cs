@@ -161,20 +161,64 @@ public sealed class BudgetLeasesTests
     public void ALeaseGrantedAcrossARecall_IsNotUsed_AndIsGivenBack()
     {
         var (leases, returned) = Leases();
-        var recalls = leases.RecallsOf(Tenant);
+        var ask = leases.TryBeginAsk(Tenant, Key)!;
         var lease = Lease();
 
         // The grain reclaimed (or recalled) the tenant's leases while this one's grant was on its way: it may be closed.
         leases.Reclaim(Tenant);
-        leases.Install(Tenant, Key, lease, System.Diagnostics.Stopwatch.GetTimestamp(), recalls);
+        leases.Install(Tenant, Key, lease, System.Diagnostics.Stopwatch.GetTimestamp(), ask);
+        leases.EndAsk(ask);
 
         Assert.Null(leases.TryTake(Tenant, Key, Version, 1m, 10, "EUR", false));
         Assert.Equal([lease.LeaseId], returned);
 
         // Asked for after it: used.
         var next = Lease();
-        leases.Install(Tenant, Key, next, System.Diagnostics.Stopwatch.GetTimestamp(), leases.RecallsOf(Tenant));
+        var nextAsk = leases.TryBeginAsk(Tenant, Key)!;
+        leases.Install(Tenant, Key, next, System.Diagnostics.Stopwatch.GetTimestamp(), nextAsk);
+        leases.EndAsk(nextAsk);
         Assert.NotNull(leases.TryTake(Tenant, Key, Version, 1m, 10, "EUR", false));
+    }
+
+    [Fact]
+    public void Recalls_OfManyTenants_KeepNothingOnceTheirAsksEnd_AndStillCrossAnAskOnItsWay()
+    {
+        var (leases, returned) = Leases();
+
+        // An ask of another tenant on its way is not crossed by these recalls.
+        var other = leases.TryBeginAsk("t-other", Key)!;
+        for (var i = 0; i < 10_000; i++)
+        {
+            var tenant = "t-many-" + i;
+            var ask = leases.TryBeginAsk(tenant, Key)!;
+            Assert.Null(leases.TryBeginAsk(tenant, Key));
+            if (i % 2 == 0)
+            {
+                leases.Recall(tenant);
+            }
+            else
+            {
+                leases.Reclaim(tenant);
+            }
+
+            var lease = Lease();
+            leases.Install(tenant, Key, lease, System.Diagnostics.Stopwatch.GetTimestamp(), ask);
+            leases.EndAsk(ask);
+            Assert.Null(leases.TryTake(tenant, Key, Version, 1m, 10, "EUR", false));
+
+            // Recalled with no ask on its way: nothing to remember.
+            leases.Recall(tenant);
+        }
+
+        // Every crossed lease was given back, and only the ask still on its way is kept: the recalls of 10,000 tenants
+        // left nothing behind (a count per tenant ever recalled was kept before, never pruned).
+        Assert.Equal(10_000, returned.Count);
+        Assert.Equal(1, leases.AsksInFlight);
+        var untouched = Lease();
+        leases.Install("t-other", Key, untouched, System.Diagnostics.Stopwatch.GetTimestamp(), other);
+        leases.EndAsk(other);
+        Assert.NotNull(leases.TryTake("t-other", Key, Version, 1m, 10, "EUR", false));
+        Assert.Equal(0, leases.AsksInFlight);
     }
 
     [Fact]
