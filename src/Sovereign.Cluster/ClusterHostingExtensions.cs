@@ -129,6 +129,8 @@ public static class ClusterHostingExtensions
             .Validate(o => o.LeaseShare is > 0m and <= 0.5m, "Sovereign:Metering:LeaseShare must be above 0 and at most 0.5.")
             .Validate(o => o.LeaseMinRequests >= 1 && o.LeaseRequests >= o.LeaseMinRequests && o.LeaseRequests <= 100_000,
                 "Sovereign:Metering:LeaseRequests must be at least Sovereign:Metering:LeaseMinRequests (itself at least 1) and at most 100000.")
+            .Validate(o => o.LeaseReclaimTimeout > TimeSpan.Zero && o.LeaseReclaimTimeout <= TenantMoneyOptions.MaxLeaseReclaimTimeout,
+                "Sovereign:Metering:LeaseReclaimTimeout must be above 00:00:00 and at most 00:00:10 (the tenant's requests wait for it).")
             .ValidateOnStart();
         return builder;
     }

@@ -289,27 +289,139 @@ public sealed class BudgetLeaseTests(ClusterFixture fixture)
         Assert.Equal(9.9m, (await BudgetAsync(tenant)).Leased);
 
         // It leaves the cluster (declared dead) with its lease unreturned; the grain's silo learns it.
-        var membership = ((Orleans.TestingHost.InProcessSiloHandle)own.Cluster.Primary!).SiloHost.Services.GetRequiredService<IClusterMembershipService>();
-        await own.Cluster.StopSiloAsync(gateway);
-        using (var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1)))
-        {
-            await foreach (var snapshot in membership.MembershipUpdates.WithCancellation(timeout.Token))
-            {
-                if (snapshot.GetSiloStatus(gateway.SiloAddress) == SiloStatus.Dead)
-                {
-                    break;
-                }
-            }
-        }
+        await StopAndDeclaredDeadAsync(own, gateway);
 
         // The grain's next look closes it, well before its term (the clock has not moved): its money is back, and a
-        // confirmation that still came would be admitted afresh.
+        // confirmation that still came would be admitted afresh. The request admitted beside it (its ask named the
+        // gateway) has no usage record: released too (it held 1 until its lifetime before session 55).
         await tenant.ReleaseExpiredReservationsAsync();
         var budget = await BudgetAsync(tenant);
-        Assert.Equal((1m, 0m, 99m), (budget.Reserved, budget.Leased, budget.Remaining));
+        Assert.Equal((0m, 0m, 100m), (budget.Reserved, budget.Leased, budget.Remaining));
         var late = await tenant.AdmitFromLeaseAsync(lease.LeaseId, Request("dh-1", keyId, version));
         Assert.True(late.Answer.Admission!.Allowed);
         Assert.Null(late.Lease);
+    }
+
+    /// <summary>Stops <paramref name="gateway"/> and waits until the primary silo's membership says it is dead.</summary>
+    private static async Task StopAndDeclaredDeadAsync(ClusterFixture own, Orleans.TestingHost.SiloHandle gateway)
+    {
+        var membership = ((Orleans.TestingHost.InProcessSiloHandle)own.Cluster.Primary!).SiloHost.Services.GetRequiredService<IClusterMembershipService>();
+        await own.Cluster.StopSiloAsync(gateway);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+        await foreach (var snapshot in membership.MembershipUpdates.WithCancellation(timeout.Token))
+        {
+            if (snapshot.GetSiloStatus(gateway.SiloAddress) == SiloStatus.Dead)
+            {
+                break;
+            }
+        }
+    }
+
+    [Fact]
+    public async Task AHolderDeclaredDead_TheReservationsOfRequestsItAdmitted_SettleFromTheLedgerOrRelease_Once()
+    {
+        // A cluster of its own: a silo joins and leaves it, and the clock moves past a reservation lifetime.
+        var own = new ClusterFixture();
+        await own.InitializeAsync();
+        try
+        {
+            await DeadHolderReservationsAsync(own);
+        }
+        finally
+        {
+            await own.DisposeAsync();
+        }
+    }
+
+    private static Sovereign.Metering.Ledger.UsageRecord Record(string tenant, string keyId, string id, decimal cost, DateTimeOffset at) => new()
+    {
+        RequestId = id, Timestamp = at, Tenant = tenant, KeyId = keyId, Model = "m", Node = "n", Jurisdiction = "DE",
+        PromptTokens = 1, CompletionTokens = 1, Cost = cost, Currency = "EUR", PriceVersion = "euro:m@2026-01-01T00:00:00.000Z",
+    };
+
+    private async Task DeadHolderReservationsAsync(ClusterFixture own)
+    {
+        var (tenant, keyId, version) = await TenantAsync(on: own);
+        var tenantId = tenant.GetPrimaryKeyString();
+        await tenant.GetBudgetsAsync();
+
+        // A gateway silo beside the tenant's admitted dr-0 (asking for a lease) and dr-1, dr-2 from the lease: three
+        // reservations of 1, confirmed by the grain, their relays gone to a node.
+        var gateway = await own.Cluster.StartAdditionalSiloAsync();
+        var lease = (await tenant.AdmitAuthorizedLeasingAsync(Request("dr-0", keyId, version), Ask() with { Holder = gateway.SiloAddress })).Lease!;
+        Assert.True((await tenant.AdmitFromLeaseAsync(lease.LeaseId, Request("dr-1", keyId, version))).Answer.Admission!.Allowed);
+        Assert.True((await tenant.AdmitFromLeaseAsync(lease.LeaseId, Request("dr-2", keyId, version))).Answer.Admission!.Allowed);
+        Assert.Equal((3m, 7.9m), ((await BudgetAsync(tenant)).Reserved, (await BudgetAsync(tenant)).Leased));
+
+        // dr-1 ended: its gateway committed its usage record (with its audit entry, before the client's last byte) and
+        // was killed before settling it. dr-0 and dr-2 were still running: no record.
+        Assert.True(await own.Ledger.AppendAsync(Record(tenantId, keyId, "dr-1", 0.4m, own.Clock.GetUtcNow())));
+        await StopAndDeclaredDeadAsync(own, gateway);
+
+        // The grain's next look: the lease closes, dr-1 is settled at its record's cost, dr-0 and dr-2 are released. On
+        // the code before, all three held their 1 until the reservation lifetime (30 min by default): Reserved was 3.
+        await tenant.ReleaseExpiredReservationsAsync();
+        var budget = await BudgetAsync(tenant);
+        Assert.Equal((0m, 0m, 0.4m, 99.6m), (budget.Reserved, budget.Leased, budget.Settled, budget.Remaining));
+
+        // Nothing counts twice. dr-1's settlement still arrives (the same id): nothing moves. dr-2's arrives, its record
+        // committed as the gateway was declared dead: charged once (unreserved), and its record found later is not
+        // charged again. dr-0's record commits with no settlement ever: charged once, a reservation lifetime later.
+        await tenant.SettleAsync(new SettlementRequest("dr-1", keyId, 0.4m, Tokens, 2));
+        Assert.Equal(0.4m, (await BudgetAsync(tenant)).Settled);
+        Assert.True(await own.Ledger.AppendAsync(Record(tenantId, keyId, "dr-2", 0.3m, own.Clock.GetUtcNow())));
+        await tenant.SettleAsync(new SettlementRequest("dr-2", keyId, 0.3m, Tokens, 2));
+        Assert.Equal(0.7m, (await BudgetAsync(tenant)).Settled);
+        Assert.True(await own.Ledger.AppendAsync(Record(tenantId, keyId, "dr-0", 0.2m, own.Clock.GetUtcNow())));
+        await tenant.ReleaseExpiredReservationsAsync();
+        Assert.Equal(0.7m, (await BudgetAsync(tenant)).Settled);
+
+        own.Clock.Advance(ClusterFixture.ReservationLifetime + TimeSpan.FromSeconds(1));
+        await tenant.ReleaseExpiredReservationsAsync();
+        await tenant.ReleaseExpiredReservationsAsync();
+        budget = await BudgetAsync(tenant);
+        Assert.Equal((0m, 0m, 0.9m, 99.1m), (budget.Reserved, budget.Leased, budget.Settled, budget.Remaining));
+        Assert.Contains(own.Corrections, c => c.EventId == 8102 && c.Message.Contains("dr-2", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task AHolderThatDoesNotAnswerAReclaim_IsWaitedForOnce_TheNextReclaimClosesItsLeaseWithoutAskingIt()
+    {
+        var (tenant, keyId, version) = await TenantAsync(budget: 1000m);
+        var tenantId = tenant.GetPrimaryKeyString();
+        var silent = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        TestLeaseHolderGrain.Silent[tenantId] = silent;
+        try
+        {
+            // The gateway on this silo never answers this tenant's reclaims or recalls (cut off from the grain's side),
+            // but its requests still reach the grain, and it asks for leases again.
+            var holder = fixture.Cluster.Primary!.SiloAddress;
+            var first = (await tenant.AdmitAuthorizedLeasingAsync(Request("u-0", keyId, version), Ask() with { Holder = holder })).Lease!;
+            Assert.Equal(32m, first.Money);
+
+            // 967 unleased: a request of 968 is refused while the lease holds 32, so its tenant's leases are reclaimed.
+            // The holder is asked, does not answer within Sovereign:Metering:LeaseReclaimTimeout, and its lease closes whole.
+            Assert.True((await tenant.AdmitAuthorizedAsync(Request("u-1", keyId, version, maxCost: 968m))).Admission!.Allowed);
+            Assert.Equal(1, TestLeaseHolderGrain.Reclaims[tenantId]);
+            Assert.Equal((0m, 969m), ((await BudgetAsync(tenant)).Leased, (await BudgetAsync(tenant)).Reserved));
+            await tenant.SettleAsync(new SettlementRequest("u-1", keyId, 0m, Tokens, 0));
+
+            // It asks again and holds a second lease; the next reclaim closes it whole at once, without asking (and
+            // waiting for) the gateway that did not answer.
+            var second = (await tenant.AdmitAuthorizedLeasingAsync(Request("u-2", keyId, version), Ask() with { Holder = holder })).Lease!;
+            Assert.Equal(32m, second.Money);
+            Assert.True((await tenant.AdmitAuthorizedAsync(Request("u-3", keyId, version, maxCost: 967m))).Admission!.Allowed);
+            Assert.Equal(1, TestLeaseHolderGrain.Reclaims[tenantId]);
+            Assert.Equal((0m, 969m), ((await BudgetAsync(tenant)).Leased, (await BudgetAsync(tenant)).Reserved));
+
+            // A confirmation of the closed lease is admitted afresh (here refused: the budget has no room), as before.
+            Assert.Null((await tenant.AdmitFromLeaseAsync(second.LeaseId, Request("u-4", keyId, version, maxCost: 40m))).Lease);
+        }
+        finally
+        {
+            silent.TrySetResult();
+            TestLeaseHolderGrain.Silent.TryRemove(tenantId, out _);
+        }
     }
 
     [Fact]

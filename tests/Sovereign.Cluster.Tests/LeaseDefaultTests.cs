@@ -53,4 +53,53 @@ public sealed class LeaseDefaultTests : IDisposable
 
         Assert.Equal(TimeSpan.FromSeconds(seconds), host.Services.GetRequiredService<IOptions<TenantMoneyOptions>>().Value.LeaseTerm);
     }
+
+    [Theory]
+    [InlineData(null, 1000)]
+    [InlineData("00:00:00.250", 250)]
+    [InlineData("00:00:10", 10_000)]
+    public void LeaseReclaimTimeout_DefaultsToOneSecond_AndIsSet(string? setting, int milliseconds)
+    {
+        using var host = Gateway(setting);
+
+        host.Services.GetRequiredService<IStartupValidator>().Validate();
+        Assert.Equal(TimeSpan.FromMilliseconds(milliseconds), host.Services.GetRequiredService<IOptions<TenantMoneyOptions>>().Value.LeaseReclaimTimeout);
+    }
+
+    [Theory]
+    [InlineData("00:00:00")]
+    [InlineData("-00:00:01")]
+    [InlineData("00:00:10.001")]
+    [InlineData("00:05:00")]
+    public void LeaseReclaimTimeout_OutOfRange_FailsAtStart_NamingTheSetting(string setting)
+    {
+        using var host = Gateway(setting);
+
+        // What the host runs at start, before any hosted service: the options validated on start.
+        var refused = Assert.Throws<OptionsValidationException>(() => host.Services.GetRequiredService<IStartupValidator>().Validate());
+        Assert.Contains("Sovereign:Metering:LeaseReclaimTimeout must be above 00:00:00 and at most 00:00:10", refused.Message, StringComparison.Ordinal);
+    }
+
+    private Microsoft.Extensions.Hosting.IHost Gateway(string? reclaimTimeout)
+    {
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Sovereign:DataDirectory"] = _directory,
+            ["Sovereign:NodeId"] = "lease-reclaim",
+            ["Sovereign:Cluster:Role"] = "Gateway",
+            ["Sovereign:Cluster:InsecureTransport"] = "true",
+            ["Sovereign:Cluster:NodeUrl"] = "http://127.0.0.1:1",
+            ["Sovereign:Cluster:Redis"] = "127.0.0.1:1",
+            ["Sovereign:Cluster:ClusterId"] = "lease-reclaim",
+            ["Sovereign:Cluster:Secret"] = "lease-reclaim-secret",
+        });
+        if (reclaimTimeout is not null)
+        {
+            builder.Configuration["Sovereign:Metering:LeaseReclaimTimeout"] = reclaimTimeout;
+        }
+
+        builder.AddSovereignCluster();
+        return builder.Build();
+    }
 }

@@ -41,6 +41,22 @@ internal static partial class MoneyLog
         Message = "Tenant {Tenant}'s budget leases on gateway {Gateway} were reclaimed whole: the gateway did not say what it had admitted from them; requests it admitted that were not confirmed yet are admitted afresh, and may be refused")]
     public static partial void LeaseReclaimUnanswered(ILogger logger, Exception exception, string tenant, string gateway);
 
+    [LoggerMessage(EventId = 4175, EventName = "BudgetLeaseHolderNotAskedAgain", Level = LogLevel.Debug,
+        Message = "Tenant {Tenant}'s budget leases on gateway {Gateway} were reclaimed whole without asking it: it did not answer an earlier reclaim or recall (until it answers one, or the cluster declares it dead)")]
+    public static partial void LeaseHolderNotAskedAgain(ILogger logger, string tenant, string gateway);
+
+    [LoggerMessage(EventId = 4176, EventName = "ReservationSettledAtHolderDeath", Level = LogLevel.Information,
+        Message = "Reservation {RequestId} of tenant {Tenant} (key {KeyId}) holding {Reserved} {Currency}: its gateway {Gateway} was declared dead before settling it; its usage record is in the ledger, so it is settled at the record's {Cost} {Currency}")]
+    public static partial void ReservationSettledAtHolderDeath(ILogger logger, string requestId, string tenant, string? keyId, decimal reserved, string currency, string gateway, decimal cost);
+
+    [LoggerMessage(EventId = 4177, EventName = "ReservationReleasedAtHolderDeath", Level = LogLevel.Information,
+        Message = "Reservation {RequestId} of tenant {Tenant} (key {KeyId}) holding {Reserved} {Currency}: its gateway {Gateway} was declared dead and the ledger has no usage record of it; released (charged once if its settlement or record still comes)")]
+    public static partial void ReservationReleasedAtHolderDeath(ILogger logger, string requestId, string tenant, string? keyId, decimal reserved, string currency, string gateway);
+
+    [LoggerMessage(EventId = 4178, EventName = "ReleasedReservationRecordedLate", Level = LogLevel.Warning,
+        Message = "Money correction: reservation {RequestId} of tenant {Tenant} (key {KeyId}), released when its gateway was declared dead, has a usage record after all: charged its {Cost} {Currency}, once")]
+    public static partial void ReleasedReservationRecordedLate(ILogger logger, string requestId, string tenant, string? keyId, decimal cost, string currency);
+
     [LoggerMessage(EventId = 4138, EventName = "BudgetLeaseRecallFailed", Level = LogLevel.Warning,
         Message = "Tenant {Tenant}'s budget leases on gateway {Gateway} were closed but the gateway could not be told; its next requests from them are refused or admitted afresh by the grain")]
     public static partial void LeaseRecallFailed(ILogger logger, Exception exception, string tenant, string gateway);

@@ -41,6 +41,18 @@ internal sealed class TenantGrain(
     private readonly Dictionary<Guid, Lease> _leases = [];
     private IGrainTimer? _leaseTimer;
     private readonly HashSet<SiloAddress> _recall = [];
+
+    // Gateways that did not answer a reclaim or a recall: a reclaim closes their leases whole at once instead of waiting
+    // for them again (each wait held up the tenant's requests), until one answers a recall or the cluster declares it dead.
+    private readonly HashSet<SiloAddress> _unanswered = [];
+
+    // The gateway each outstanding reservation was admitted at, where a lease's ask named it: one the cluster declares
+    // dead neither settles nor renews them, so they are settled from the ledger (or released) then, not at their lifetime.
+    private readonly Dictionary<string, (SiloAddress Holder, string? KeyId)> _admittedAt = new(StringComparer.Ordinal);
+
+    // Reservations released at their gateway's death with no usage record yet: looked up once more a lifetime later, so a
+    // record committed as it died is charged once (a settlement that still comes is charged as unreserved, once).
+    private readonly Dictionary<string, (string? KeyId, DateTimeOffset At)> _releasedAtDeath = new(StringComparer.Ordinal);
     private HashSet<string> _revokedKeys = [];
 
     // The view of _tenant (the record it was made from) and its decision version, made once per change of the tenant.
@@ -160,7 +172,8 @@ internal sealed class TenantGrain(
     /// <summary>
     /// Takes back what every lease holds and its gateway has not admitted yet; false when none holds anything. Each
     /// holder is asked first (<see cref="IBudgetLeaseHolderGrain.ReclaimAsync"/>, awaited at most
-    /// <see cref="ReclaimAnswer"/>): it stops admitting from them and says what it had not taken, which returns, while
+    /// <see cref="TenantMoneyOptions.LeaseReclaimTimeout"/>; a holder that did not answer an earlier reclaim or recall is not
+    /// asked again until it answers a recall or is declared dead): it stops admitting from them and says what it had not taken, which returns, while
     /// what it took for requests whose relay has left stays in the lease (draining) for their confirmations. Closed
     /// whole and told, not awaited, as before: a lease without a holder, or whose holder does not answer (a gateway of
     /// an earlier release, one cut off: event 4186), whose confirmations on their way are then admitted afresh.
@@ -181,7 +194,23 @@ internal sealed class TenantGrain(
 
         var tenant = this.GetPrimaryKeyString();
         MoneyLog.LeasesReclaimed(logger, tenant, open.Count);
-        var answers = await Task.WhenAll(open.Select(l => l.Holder).OfType<SiloAddress>().Distinct().Select(async holder => (Holder: holder, Unused: await UnusedAtAsync(holder, tenant))));
+        var holders = open.Select(l => l.Holder).OfType<SiloAddress>().Distinct().ToList();
+        ForgetDeadHolders();
+        foreach (var silent in holders.Where(_unanswered.Contains))
+        {
+            // It did not answer last time: asked again, it would hold up the tenant's requests as long once more.
+            MoneyLog.LeaseHolderNotAskedAgain(logger, tenant, silent.ToParsableString());
+        }
+
+        var answers = await Task.WhenAll(holders.Where(h => !_unanswered.Contains(h)).Select(async holder => (Holder: holder, Unused: await UnusedAtAsync(holder, tenant))));
+        foreach (var (holder, unused) in answers)
+        {
+            if (unused is null)
+            {
+                _unanswered.Add(holder);
+            }
+        }
+
         foreach (var lease in open)
         {
             if (!_leases.ContainsKey(lease.Id))
@@ -189,7 +218,7 @@ internal sealed class TenantGrain(
                 continue;
             }
 
-            var answered = lease.Holder is { } holder ? answers.First(a => a.Holder.Equals(holder)).Unused : null;
+            var answered = lease.Holder is { } holder ? answers.FirstOrDefault(a => a.Holder.Equals(holder)).Unused : null;
             if (answered?.FirstOrDefault(u => u.LeaseId == lease.Id) is { } unused)
             {
                 Drain(lease, unused);
@@ -215,7 +244,7 @@ internal sealed class TenantGrain(
         RequestContext.Set(Orleans.Runtime.Placement.IPlacementDirector.PlacementHintKey, holder);
         try
         {
-            return await GrainFactory.GetGrain<IBudgetLeaseHolderGrain>(holder.ToParsableString()).ReclaimAsync(tenant).WaitAsync(ReclaimAnswer);
+            return await GrainFactory.GetGrain<IBudgetLeaseHolderGrain>(holder.ToParsableString()).ReclaimAsync(tenant).WaitAsync(money.Value.LeaseReclaimTimeout);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
@@ -227,12 +256,6 @@ internal sealed class TenantGrain(
             RequestContext.Remove(Orleans.Runtime.Placement.IPlacementDirector.PlacementHintKey);
         }
     }
-
-    /// <summary>
-    /// How long a reclaim waits for one gateway to say what it admitted from its leases: the request that asked, and the
-    /// tenant's other requests, wait meanwhile. A round trip between members; past it the leases close whole, as before.
-    /// </summary>
-    private static readonly TimeSpan ReclaimAnswer = TimeSpan.FromSeconds(1);
 
     /// <summary>
     /// Returns what <paramref name="unused"/> says the lease's holder had not admitted, and keeps the rest (the requests
@@ -356,7 +379,13 @@ internal sealed class TenantGrain(
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(ask);
         var answer = await AdmitAuthorizedAsync(request);
-        return new LeasedAdmission(answer, answer.Admission is { Allowed: true } ? await GrantLeaseAsync(request, ask) : null);
+        if (answer.Admission is not { Allowed: true })
+        {
+            return new LeasedAdmission(answer, null);
+        }
+
+        AdmittedAt(request.Admission.RequestId, request.Admission.KeyId, ask.Holder);
+        return new LeasedAdmission(answer, await GrantLeaseAsync(request, ask));
     }
 
     public async Task<LeasedAdmission> AdmitFromLeaseAsync(Guid leaseId, AuthorizedAdmissionRequest request)
@@ -413,6 +442,7 @@ internal sealed class TenantGrain(
         else if (lease.BudgetApplies)
         {
             lease.Money -= admission.MaxCost;
+            AdmittedAt(admission.RequestId, admission.KeyId, lease.Holder);
         }
 
         if (lease.Draining && lease.Requests == 0)
@@ -592,10 +622,14 @@ internal sealed class TenantGrain(
             try
             {
                 await GrainFactory.GetGrain<IBudgetLeaseHolderGrain>(holder.ToParsableString()).RecallAsync(tenant).WaitAsync(RecallAnswer);
+
+                // It answers again: the next reclaim asks it what it admitted.
+                _unanswered.Remove(holder);
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
                 MoneyLog.LeaseRecallFailed(logger, ex, tenant, holder.ToParsableString());
+                _unanswered.Add(holder);
             }
             finally
             {
@@ -614,7 +648,7 @@ internal sealed class TenantGrain(
     private void CloseExpiredLeases()
     {
         var now = time.GetUtcNow();
-        var members = _leases.Values.Any(l => l.Holder is not null) ? ServiceProvider.GetService<IClusterMembershipService>()?.CurrentSnapshot : null;
+        var members = _leases.Values.Any(l => l.Holder is not null) ? Membership() : null;
         foreach (var lease in _leases.Values.ToList())
         {
             if (lease.ClosesAt <= now)
@@ -629,7 +663,123 @@ internal sealed class TenantGrain(
         }
     }
 
-    /// <summary>How often the grain looks for leases to close while it holds any.</summary>
+    /// <summary>The cluster's membership as this member sees it now (null outside a cluster).</summary>
+    private ClusterMembershipSnapshot? Membership() => ServiceProvider.GetService<IClusterMembershipService>()?.CurrentSnapshot;
+
+    /// <summary>Forgets the silent gateways the cluster has declared dead (their leases are closed): the set stays bounded.</summary>
+    private void ForgetDeadHolders()
+    {
+        if (_unanswered.Count > 0 && Membership() is { } members)
+        {
+            _unanswered.RemoveWhere(h => members.GetSiloStatus(h) == SiloStatus.Dead);
+        }
+    }
+
+    /// <summary>
+    /// Remembers the gateway that admitted <paramref name="requestId"/> (named by its lease's ask), while its reservation
+    /// is outstanding: if the cluster declares that gateway dead, nothing will settle or renew it.
+    /// </summary>
+    private void AdmittedAt(string requestId, string? keyId, SiloAddress? holder)
+    {
+        if (holder is not null && _budget?.FindReservation(requestId) is not null)
+        {
+            _admittedAt[requestId] = (holder, keyId);
+            EnsureLeaseTimer();
+        }
+    }
+
+    /// <summary>
+    /// Settles the outstanding reservations of requests admitted at a gateway the cluster has declared dead (a SIGKILL,
+    /// a cut-off member): at its usage record's cost where the ledger has one (the gateway commits the record, with its
+    /// audit entry, before the client's last byte, then settles: killed between the two), else released (it was killed
+    /// before the request ended; whoever closes its interrupted requests records them at no cost). Before, they held
+    /// their money until <see cref="TenantMoneyOptions.ReservationLifetime"/> (30 min). Each settles once: a settlement
+    /// from the gateway that still comes is the same id (idempotent), and a released one's is charged as unreserved.
+    /// </summary>
+    private async Task SettleDeadHoldersReservationsAsync()
+    {
+        if (_admittedAt.Count == 0)
+        {
+            return;
+        }
+
+        if (_budget is not { } budget)
+        {
+            _admittedAt.Clear();
+            return;
+        }
+
+        var members = Membership();
+        foreach (var (requestId, (holder, keyId)) in _admittedAt.ToList())
+        {
+            if (budget.FindReservation(requestId) is not { } held)
+            {
+                // Settled, released or expired meanwhile.
+                _admittedAt.Remove(requestId);
+                continue;
+            }
+
+            if (members?.GetSiloStatus(holder) != SiloStatus.Dead)
+            {
+                continue;
+            }
+
+            UsageRecord? record;
+            try
+            {
+                record = await ledger.GetAsync(requestId);
+            }
+            catch (System.Data.Common.DbException)
+            {
+                // Unknown whether it was billed: held, and looked up again at the next tick (as at expiry).
+                break;
+            }
+
+            _admittedAt.Remove(requestId);
+            var now = time.GetUtcNow();
+            if (record is not null)
+            {
+                budget.Settle(requestId, record.Cost, now, keyId);
+                MoneyLog.ReservationSettledAtHolderDeath(logger, requestId, this.GetPrimaryKeyString(), keyId, held.Amount, budget.Currency, holder.ToParsableString(), record.Cost);
+            }
+            else if (budget.Release(requestId))
+            {
+                _releasedAtDeath[requestId] = (keyId, now);
+                EnsureExpiryTimer();
+                MoneyLog.ReservationReleasedAtHolderDeath(logger, requestId, this.GetPrimaryKeyString(), keyId, held.Amount, budget.Currency, holder.ToParsableString());
+            }
+        }
+    }
+
+    /// <summary>
+    /// Looks up once more, a reservation lifetime after their release, the reservations released at their gateway's death
+    /// without a record: one the gateway committed as it died (declared dead before it had stopped) is charged then, once.
+    /// </summary>
+    private async Task ChargeLateRecordsAsync(BudgetAccount? budget, DateTimeOffset now)
+    {
+        var lifetime = money.Value.ReservationLifetime;
+        foreach (var (requestId, (keyId, at)) in _releasedAtDeath.Where(r => r.Value.At + lifetime <= now).ToList())
+        {
+            UsageRecord? record;
+            try
+            {
+                record = await ledger.GetAsync(requestId);
+            }
+            catch (System.Data.Common.DbException)
+            {
+                break;
+            }
+
+            _releasedAtDeath.Remove(requestId);
+            if (record is { Cost: > 0m } && budget is not null && string.Equals(record.Currency, budget.Currency, StringComparison.Ordinal)
+                && budget.Settle(requestId, record.Cost, now, keyId) is { Unreserved: true } settled && settled.Actual > 0m)
+            {
+                MoneyLog.ReleasedReservationRecordedLate(logger, requestId, this.GetPrimaryKeyString(), keyId, record.Cost, budget.Currency);
+            }
+        }
+    }
+
+    /// <summary>How often the grain looks for leases to close (and gateways declared dead) while it holds any.</summary>
     private static readonly TimeSpan LeaseCheckInterval = TimeSpan.FromSeconds(1);
 
     private void EnsureLeaseTimer()
@@ -637,16 +787,16 @@ internal sealed class TenantGrain(
         if (_leaseTimer is null)
         {
             var interval = LeaseCheckInterval;
-            _leaseTimer = this.RegisterGrainTimer(_ =>
+            _leaseTimer = this.RegisterGrainTimer(async _ =>
             {
                 CloseExpiredLeases();
-                if (_leases.Count == 0)
+                ForgetDeadHolders();
+                await SettleDeadHoldersReservationsAsync();
+                if (_leases.Count == 0 && _admittedAt.Count == 0)
                 {
                     _leaseTimer?.Dispose();
                     _leaseTimer = null;
                 }
-
-                return Task.CompletedTask;
             }, new GrainTimerCreationOptions(interval, interval));
         }
     }
@@ -780,6 +930,8 @@ internal sealed class TenantGrain(
     {
         Rates().Settle(settlement.KeyId, settlement.AdmittedTokens, settlement.ActualTokens);
         _unbudgeted.Remove(settlement.RequestId);
+        _admittedAt.Remove(settlement.RequestId);
+        _releasedAtDeath.Remove(settlement.RequestId);
 
         // Not built since activation: the ledger (written before this settle) already has the cost for the rebuild.
         if (_budget is not { } budget)
@@ -840,6 +992,8 @@ internal sealed class TenantGrain(
     public async Task<int> ReleaseExpiredReservationsAsync()
     {
         CloseExpiredLeases();
+        await SettleDeadHoldersReservationsAsync();
+        await ChargeLateRecordsAsync(_budget, time.GetUtcNow());
         var released = 0;
         if (_budget is { } budget)
         {
@@ -885,7 +1039,7 @@ internal sealed class TenantGrain(
             _unbudgeted.Remove(requestId);
         }
 
-        if (_budget is not { OutstandingCount: > 0 } && _unbudgeted.Count == 0 && _leases.Count == 0 && _expiryTimer is not null)
+        if (_budget is not { OutstandingCount: > 0 } && _unbudgeted.Count == 0 && _leases.Count == 0 && _releasedAtDeath.Count == 0 && _expiryTimer is not null)
         {
             // Nothing held: stop looking, and let the activation be collected when idle.
             _expiryTimer.Dispose();

@@ -40,6 +40,18 @@ public sealed class TenantMoneyOptions
     /// <summary>The most of a budget's remaining amount, and of a per-minute rate limit, one lease may hold (default 0.1).</summary>
     public decimal LeaseShare { get; set; } = 0.1m;
 
+    /// <summary>The longest <see cref="LeaseReclaimTimeout"/> allowed: the tenant's other requests wait meanwhile.</summary>
+    public static readonly TimeSpan MaxLeaseReclaimTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// How long a reclaim of a tenant's leases waits for one gateway to say what it admitted from them (default 1 s; at
+    /// most <see cref="MaxLeaseReclaimTimeout"/>). The grain is not reentrant: the request that reclaims and the tenant's
+    /// other requests wait meanwhile. A gateway that does not answer in time has its leases closed whole, and is not
+    /// asked again (its leases close whole at once) until it answers a recall or the cluster declares it dead, so an
+    /// unreachable gateway costs this wait once, not at every reclaim.
+    /// </summary>
+    public TimeSpan LeaseReclaimTimeout { get; set; } = TimeSpan.FromSeconds(1);
+
     /// <summary>How long the grain keeps a lease past its term before closing it itself (its holder stops using it at the term).</summary>
     internal static readonly TimeSpan LeaseGrace = TimeSpan.FromSeconds(1);
 
