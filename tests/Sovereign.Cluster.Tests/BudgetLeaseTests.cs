@@ -351,15 +351,18 @@ public sealed class BudgetLeaseTests(ClusterFixture fixture)
         var lease = (await tenant.AdmitAuthorizedLeasingAsync(Request("dr-0", keyId, version), Ask() with { Holder = gateway.SiloAddress })).Lease!;
         Assert.True((await tenant.AdmitFromLeaseAsync(lease.LeaseId, Request("dr-1", keyId, version))).Answer.Admission!.Allowed);
         Assert.True((await tenant.AdmitFromLeaseAsync(lease.LeaseId, Request("dr-2", keyId, version))).Answer.Admission!.Allowed);
-        Assert.Equal((3m, 7.9m), ((await BudgetAsync(tenant)).Reserved, (await BudgetAsync(tenant)).Leased));
+
+        // And dr-3 without the lease, admitted by the grain, the admission naming its gateway.
+        Assert.True((await tenant.AdmitAuthorizedAsync(Request("dr-3", keyId, version) with { Gateway = gateway.SiloAddress })).Admission!.Allowed);
+        Assert.Equal((4m, 7.9m), ((await BudgetAsync(tenant)).Reserved, (await BudgetAsync(tenant)).Leased));
 
         // dr-1 ended: its gateway committed its usage record (with its audit entry, before the client's last byte) and
-        // was killed before settling it. dr-0 and dr-2 were still running: no record.
+        // was killed before settling it. dr-0, dr-2 and dr-3 were still running: no record.
         Assert.True(await own.Ledger.AppendAsync(Record(tenantId, keyId, "dr-1", 0.4m, own.Clock.GetUtcNow())));
         await StopAndDeclaredDeadAsync(own, gateway);
 
-        // The grain's next look: the lease closes, dr-1 is settled at its record's cost, dr-0 and dr-2 are released. On
-        // the code before, all three held their 1 until the reservation lifetime (30 min by default): Reserved was 3.
+        // The grain's next look: the lease closes, dr-1 is settled at its record's cost, dr-0, dr-2 and dr-3 are released.
+        // On the code before, all four held their 1 until the reservation lifetime (30 min by default): Reserved was 4.
         await tenant.ReleaseExpiredReservationsAsync();
         var budget = await BudgetAsync(tenant);
         Assert.Equal((0m, 0m, 0.4m, 99.6m), (budget.Reserved, budget.Leased, budget.Settled, budget.Remaining));

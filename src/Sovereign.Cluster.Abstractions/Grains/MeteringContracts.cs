@@ -52,12 +52,16 @@ public sealed record AdmissionRequest(
 /// tenant's single activation admits only if the key is still valid (not revoked; not past <see cref="KeyExpiresAt"/>,
 /// unix ms, fixed when the key was issued), the tenant exists and is not disabled, and its policy and plan are still
 /// those the gateway decided on (<see cref="DecisionVersion"/>, <see cref="TenantVersions.DecisionOf"/>).
+/// <see cref="Gateway"/> (session 55; null from a gateway of an earlier release) is the asking gateway's silo: if the
+/// cluster declares it dead before it settles the request, the grain settles it from the ledger (or releases it) then,
+/// not at the end of its reservation's lifetime.
 /// </summary>
 [GenerateSerializer, Immutable]
 public sealed record AuthorizedAdmissionRequest(
     [property: Id(0)] AdmissionRequest Admission,
     [property: Id(1)] long? KeyExpiresAt,
-    [property: Id(2)] string DecisionVersion);
+    [property: Id(2)] string DecisionVersion,
+    [property: Id(3)] SiloAddress? Gateway = null);
 
 /// <summary>Why <see cref="ITenantGrain.AdmitAuthorizedAsync"/> refused before admission: nothing was taken or reserved then.</summary>
 public enum AuthorizationRefusal

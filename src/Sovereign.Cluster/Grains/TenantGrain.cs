@@ -371,7 +371,13 @@ internal sealed class TenantGrain(
             return new AuthorizedAdmission(refusal, null, view);
         }
 
-        return new AuthorizedAdmission(AuthorizationRefusal.None, await AdmitAsync(request.Admission), null);
+        var admitted = await AdmitAsync(request.Admission);
+        if (admitted.Allowed)
+        {
+            AdmittedAt(request.Admission.RequestId, request.Admission.KeyId, request.Gateway);
+        }
+
+        return new AuthorizedAdmission(AuthorizationRefusal.None, admitted, null);
     }
 
     public async Task<LeasedAdmission> AdmitAuthorizedLeasingAsync(AuthorizedAdmissionRequest request, BudgetLeaseAsk ask)
@@ -676,12 +682,14 @@ internal sealed class TenantGrain(
     }
 
     /// <summary>
-    /// Remembers the gateway that admitted <paramref name="requestId"/> (named by its lease's ask), while its reservation
-    /// is outstanding: if the cluster declares that gateway dead, nothing will settle or renew it.
+    /// Remembers the gateway that admitted <paramref name="requestId"/> (named by the admission or its lease's ask),
+    /// while its reservation is outstanding: if the cluster declares that gateway dead, nothing will settle or renew it.
+    /// This grain's own member is not remembered: if it dies, so does this activation (and what it holds).
     /// </summary>
     private void AdmittedAt(string requestId, string? keyId, SiloAddress? holder)
     {
-        if (holder is not null && _budget?.FindReservation(requestId) is not null)
+        if (holder is not null && _budget?.FindReservation(requestId) is not null
+            && !holder.Equals(ServiceProvider.GetService<ILocalSiloDetails>()?.SiloAddress))
         {
             _admittedAt[requestId] = (holder, keyId);
             EnsureLeaseTimer();

@@ -103,11 +103,15 @@ public sealed class RequestMetering
     private readonly LanguageRouting _languages;
     private readonly CallerAuthenticator _authenticator;
     private readonly BudgetLeases? _leases;
+    private readonly SiloAddress? _gateway;
 
     /// <summary>Creates the service and its spend and remaining-budget metrics.</summary>
-    public RequestMetering(GrainReferences<ITenantGrain> tenants, CallerAuthenticator authenticator, UsageLedger ledger, PriceBookProvider prices, LanguageTaxCache languageTax, LanguageRouting languages, Microsoft.Extensions.Options.IOptions<Hosting.SovereignOptions> options, TimeProvider time, IMeterFactory meters, ILogger<RequestMetering> logger, BudgetLeases? leases = null)
+    public RequestMetering(GrainReferences<ITenantGrain> tenants, CallerAuthenticator authenticator, UsageLedger ledger, PriceBookProvider prices, LanguageTaxCache languageTax, LanguageRouting languages, Microsoft.Extensions.Options.IOptions<Hosting.SovereignOptions> options, TimeProvider time, IMeterFactory meters, ILogger<RequestMetering> logger, BudgetLeases? leases = null, ILocalSiloDetails? silo = null)
     {
         _leases = leases is { Enabled: true } ? leases : null;
+
+        // Named in each admission, so that the tenant's grain settles what this gateway admitted if it is declared dead.
+        _gateway = silo?.SiloAddress;
         _logger = logger;
         _authenticator = authenticator;
         _languageTax = languageTax;
@@ -175,7 +179,7 @@ public sealed class RequestMetering
         {
             // Authorized from this gateway's cache: the one grain call of the request confirms the key and the tenant
             // the decision was made on, and admits in the same turn, or refuses with nothing taken or reserved.
-            var authorized = new AuthorizedAdmissionRequest(admission, provisional.Identity.ExpiresAt, provisional.DecisionVersion);
+            var authorized = new AuthorizedAdmissionRequest(admission, provisional.Identity.ExpiresAt, provisional.DecisionVersion, _gateway);
             AuthorizedAdmission answer;
             if (mayLease && _leases is { } leases && caller.KeyId is { } keyId && !countRateLimitRefusal)
             {
