@@ -292,14 +292,19 @@ public sealed class BudgetLeaseTests(ClusterFixture fixture)
         await StopAndDeclaredDeadAsync(own, gateway);
 
         // The grain's next look closes it, well before its term (the clock has not moved): its money is back, and a
-        // confirmation that still came would be admitted afresh. The request admitted beside it (its ask named the
-        // gateway) has no usage record: released too (it held 1 until its lifetime before session 55).
+        // confirmation that still came would be admitted afresh.
         await tenant.ReleaseExpiredReservationsAsync();
         var budget = await BudgetAsync(tenant);
-        Assert.Equal((0m, 0m, 100m), (budget.Reserved, budget.Leased, budget.Remaining));
+        Assert.Equal((1m, 0m, 99m), (budget.Reserved, budget.Leased, budget.Remaining));
         var late = await tenant.AdmitFromLeaseAsync(lease.LeaseId, Request("dh-1", keyId, version));
         Assert.True(late.Answer.Admission!.Allowed);
         Assert.Null(late.Lease);
+
+        // The request admitted beside the lease (its ask named the gateway) has no usage record: released once the
+        // gateway has been dead for the grace (it held 1 until its lifetime before session 55). dh-1 was admitted here.
+        own.Clock.Advance(TimeSpan.FromSeconds(60));
+        await tenant.ReleaseExpiredReservationsAsync();
+        Assert.Equal(1m, (await BudgetAsync(tenant)).Reserved);
     }
 
     /// <summary>Stops <paramref name="gateway"/> and waits until the primary silo's membership says it is dead.</summary>
@@ -361,30 +366,44 @@ public sealed class BudgetLeaseTests(ClusterFixture fixture)
         Assert.True(await own.Ledger.AppendAsync(Record(tenantId, keyId, "dr-1", 0.4m, own.Clock.GetUtcNow())));
         await StopAndDeclaredDeadAsync(own, gateway);
 
-        // The grain's next look: the lease closes, dr-1 is settled at its record's cost, dr-0, dr-2 and dr-3 are released.
-        // On the code before, all four held their 1 until the reservation lifetime (30 min by default): Reserved was 4.
+        // The grain's next look: the lease closes and dr-1 is settled at its record's cost. dr-0, dr-2 and dr-3 have no
+        // record yet and stay held for the grace (60 s; a gracefully stopping gateway is dead in membership at once and
+        // still finishes its streams). On the code before, all four held their 1 until the reservation lifetime (30 min
+        // by default): Reserved was 4.
         await tenant.ReleaseExpiredReservationsAsync();
         var budget = await BudgetAsync(tenant);
-        Assert.Equal((0m, 0m, 0.4m, 99.6m), (budget.Reserved, budget.Leased, budget.Settled, budget.Remaining));
+        Assert.Equal((3m, 0m, 0.4m, 96.6m), (budget.Reserved, budget.Leased, budget.Settled, budget.Remaining));
 
-        // Nothing counts twice. dr-1's settlement still arrives (the same id): nothing moves. dr-2's arrives, its record
-        // committed as the gateway was declared dead: charged once (unreserved), and its record found later is not
-        // charged again. dr-0's record commits with no settlement ever: charged once, a reservation lifetime later.
-        await tenant.SettleAsync(new SettlementRequest("dr-1", keyId, 0.4m, Tokens, 2));
-        Assert.Equal(0.4m, (await BudgetAsync(tenant)).Settled);
+        // dr-2 finishes during the grace: its record commits. At the grace's end it is settled at that cost, and dr-0 and
+        // dr-3, still without a record, are released.
         Assert.True(await own.Ledger.AppendAsync(Record(tenantId, keyId, "dr-2", 0.3m, own.Clock.GetUtcNow())));
+        own.Clock.Advance(TimeSpan.FromSeconds(59));
+        await tenant.ReleaseExpiredReservationsAsync();
+        Assert.Equal(3m, (await BudgetAsync(tenant)).Reserved);
+        own.Clock.Advance(TimeSpan.FromSeconds(1));
+        await tenant.ReleaseExpiredReservationsAsync();
+        budget = await BudgetAsync(tenant);
+        Assert.Equal((0m, 0m, 0.7m, 99.3m), (budget.Reserved, budget.Leased, budget.Settled, budget.Remaining));
+
+        // Nothing counts twice. dr-1's and dr-2's settlements still arrive (the same ids): nothing moves. dr-3's arrives,
+        // its record committed after the grace: charged once (unreserved), and its record found later is not charged
+        // again. dr-0's record commits with no settlement ever: charged once, a reservation lifetime after its release.
+        await tenant.SettleAsync(new SettlementRequest("dr-1", keyId, 0.4m, Tokens, 2));
         await tenant.SettleAsync(new SettlementRequest("dr-2", keyId, 0.3m, Tokens, 2));
         Assert.Equal(0.7m, (await BudgetAsync(tenant)).Settled);
+        Assert.True(await own.Ledger.AppendAsync(Record(tenantId, keyId, "dr-3", 0.25m, own.Clock.GetUtcNow())));
+        await tenant.SettleAsync(new SettlementRequest("dr-3", keyId, 0.25m, Tokens, 2));
+        Assert.Equal(0.95m, (await BudgetAsync(tenant)).Settled);
         Assert.True(await own.Ledger.AppendAsync(Record(tenantId, keyId, "dr-0", 0.2m, own.Clock.GetUtcNow())));
         await tenant.ReleaseExpiredReservationsAsync();
-        Assert.Equal(0.7m, (await BudgetAsync(tenant)).Settled);
+        Assert.Equal(0.95m, (await BudgetAsync(tenant)).Settled);
 
         own.Clock.Advance(ClusterFixture.ReservationLifetime + TimeSpan.FromSeconds(1));
         await tenant.ReleaseExpiredReservationsAsync();
         await tenant.ReleaseExpiredReservationsAsync();
         budget = await BudgetAsync(tenant);
-        Assert.Equal((0m, 0m, 0.9m, 99.1m), (budget.Reserved, budget.Leased, budget.Settled, budget.Remaining));
-        Assert.Contains(own.Corrections, c => c.EventId == 8102 && c.Message.Contains("dr-2", StringComparison.Ordinal));
+        Assert.Equal((0m, 0m, 1.15m, 98.85m), (budget.Reserved, budget.Leased, budget.Settled, budget.Remaining));
+        Assert.Contains(own.Corrections, c => c.EventId == 8102 && c.Message.Contains("dr-3", StringComparison.Ordinal));
     }
 
     [Fact]

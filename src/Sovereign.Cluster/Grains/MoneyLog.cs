@@ -50,7 +50,7 @@ internal static partial class MoneyLog
     public static partial void ReservationSettledAtHolderDeath(ILogger logger, string requestId, string tenant, string? keyId, decimal reserved, string currency, string gateway, decimal cost);
 
     [LoggerMessage(EventId = 4177, EventName = "ReservationReleasedAtHolderDeath", Level = LogLevel.Information,
-        Message = "Reservation {RequestId} of tenant {Tenant} (key {KeyId}) holding {Reserved} {Currency}: its gateway {Gateway} was declared dead and the ledger has no usage record of it; released (charged once if its settlement or record still comes)")]
+        Message = "Reservation {RequestId} of tenant {Tenant} (key {KeyId}) holding {Reserved} {Currency}: its gateway {Gateway} was declared dead and the ledger has no usage record of it after the grace; released (charged once if its settlement or record still comes)")]
     public static partial void ReservationReleasedAtHolderDeath(ILogger logger, string requestId, string tenant, string? keyId, decimal reserved, string currency, string gateway);
 
     [LoggerMessage(EventId = 4178, EventName = "ReleasedReservationRecordedLate", Level = LogLevel.Warning,

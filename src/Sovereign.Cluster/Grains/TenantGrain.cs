@@ -48,7 +48,10 @@ internal sealed class TenantGrain(
 
     // The gateway each outstanding reservation was admitted at, where a lease's ask named it: one the cluster declares
     // dead neither settles nor renews them, so they are settled from the ledger (or released) then, not at their lifetime.
-    private readonly Dictionary<string, (SiloAddress Holder, string? KeyId)> _admittedAt = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (SiloAddress Holder, string? KeyId, bool LookedAtDeath)> _admittedAt = new(StringComparer.Ordinal);
+
+    // When this grain first saw each gateway of _admittedAt dead: a reservation with no record is released a grace after.
+    private readonly Dictionary<SiloAddress, DateTimeOffset> _deadSince = [];
 
     // Reservations released at their gateway's death with no usage record yet: looked up once more a lifetime later, so a
     // record committed as it died is charged once (a settlement that still comes is charged as unreserved, once).
@@ -691,7 +694,7 @@ internal sealed class TenantGrain(
         if (holder is not null && _budget?.FindReservation(requestId) is not null
             && !holder.Equals(ServiceProvider.GetService<ILocalSiloDetails>()?.SiloAddress))
         {
-            _admittedAt[requestId] = (holder, keyId);
+            _admittedAt[requestId] = (holder, keyId, false);
             EnsureLeaseTimer();
         }
     }
@@ -699,26 +702,34 @@ internal sealed class TenantGrain(
     /// <summary>
     /// Settles the outstanding reservations of requests admitted at a gateway the cluster has declared dead (a SIGKILL,
     /// a cut-off member): at its usage record's cost where the ledger has one (the gateway commits the record, with its
-    /// audit entry, before the client's last byte, then settles: killed between the two), else released (it was killed
-    /// before the request ended; whoever closes its interrupted requests records them at no cost). Before, they held
-    /// their money until <see cref="TenantMoneyOptions.ReservationLifetime"/> (30 min). Each settles once: a settlement
-    /// from the gateway that still comes is the same id (idempotent), and a released one's is charged as unreserved.
+    /// audit entry, before the client's last byte, then settles: killed between the two), else, once the gateway has been
+    /// dead for <see cref="SovereignClusterOptions.InterruptedGraceSeconds"/> (60 s) by this grain's clock with still no
+    /// record, released (it was killed before the request ended; its decision is closed as interrupted, at no cost, after
+    /// the same grace). The grace is there because a gracefully stopping gateway is dead in membership at once and still
+    /// finishes its streams, and a silo declared dead takes a moment to learn it and stop: their records may still come,
+    /// and releasing their money meanwhile would let the tenant spend it twice. The ledger is read at the first sight of
+    /// the death and at the grace's end, not at every tick. Before, all of them held their money until
+    /// <see cref="TenantMoneyOptions.ReservationLifetime"/> (30 min). Each settles once: a settlement from the gateway
+    /// that still comes is the same id (idempotent), and a released one's is charged as unreserved.
     /// </summary>
     private async Task SettleDeadHoldersReservationsAsync()
     {
         if (_admittedAt.Count == 0)
         {
+            _deadSince.Clear();
             return;
         }
 
         if (_budget is not { } budget)
         {
             _admittedAt.Clear();
+            _deadSince.Clear();
             return;
         }
 
         var members = Membership();
-        foreach (var (requestId, (holder, keyId)) in _admittedAt.ToList())
+        var grace = TimeSpan.FromSeconds(Math.Max(0, ServiceProvider.GetService<IOptions<SovereignClusterOptions>>()?.Value.InterruptedGraceSeconds ?? 60));
+        foreach (var (requestId, (holder, keyId, looked)) in _admittedAt.ToList())
         {
             if (budget.FindReservation(requestId) is not { } held)
             {
@@ -728,6 +739,18 @@ internal sealed class TenantGrain(
             }
 
             if (members?.GetSiloStatus(holder) != SiloStatus.Dead)
+            {
+                continue;
+            }
+
+            var now = time.GetUtcNow();
+            if (!_deadSince.TryGetValue(holder, out var since))
+            {
+                _deadSince[holder] = since = now;
+            }
+
+            var graceOver = now - since >= grace;
+            if (looked && !graceOver)
             {
                 continue;
             }
@@ -743,19 +766,32 @@ internal sealed class TenantGrain(
                 break;
             }
 
-            _admittedAt.Remove(requestId);
-            var now = time.GetUtcNow();
             if (record is not null)
             {
+                _admittedAt.Remove(requestId);
                 budget.Settle(requestId, record.Cost, now, keyId);
                 MoneyLog.ReservationSettledAtHolderDeath(logger, requestId, this.GetPrimaryKeyString(), keyId, held.Amount, budget.Currency, holder.ToParsableString(), record.Cost);
             }
-            else if (budget.Release(requestId))
+            else if (!graceOver)
             {
-                _releasedAtDeath[requestId] = (keyId, now);
-                EnsureExpiryTimer();
-                MoneyLog.ReservationReleasedAtHolderDeath(logger, requestId, this.GetPrimaryKeyString(), keyId, held.Amount, budget.Currency, holder.ToParsableString());
+                // Its gateway may still be finishing it (stopping gracefully, or not yet aware it was declared dead).
+                _admittedAt[requestId] = (holder, keyId, true);
             }
+            else
+            {
+                _admittedAt.Remove(requestId);
+                if (budget.Release(requestId))
+                {
+                    _releasedAtDeath[requestId] = (keyId, now);
+                    EnsureExpiryTimer();
+                    MoneyLog.ReservationReleasedAtHolderDeath(logger, requestId, this.GetPrimaryKeyString(), keyId, held.Amount, budget.Currency, holder.ToParsableString());
+                }
+            }
+        }
+
+        foreach (var gone in _deadSince.Keys.Where(h => !_admittedAt.Values.Any(a => a.Holder.Equals(h))).ToList())
+        {
+            _deadSince.Remove(gone);
         }
     }
 
