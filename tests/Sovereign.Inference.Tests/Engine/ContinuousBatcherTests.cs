@@ -1,10 +1,21 @@
 using Sovereign.Inference.Engine;
+using Sovereign.Inference.Sampling;
+using Xunit.Abstractions;
 
 namespace Sovereign.Inference.Tests.Engine;
 
 public sealed class ContinuousBatcherTests : IAsyncLifetime
 {
+    /// <summary>
+    /// Top-2 logprobs closer than this are a near tie, which a batched decode may order either way: about 17 times the largest
+    /// difference measured between a token's logprob alone and batched (0.003, stories260K, f16 KV cache).
+    /// </summary>
+    private const double NearTie = 0.05;
+
+    private readonly ITestOutputHelper _output;
     private TestEngine _engine = null!;
+
+    public ContinuousBatcherTests(ITestOutputHelper output) => _output = output;
 
     public Task InitializeAsync()
     {
@@ -43,16 +54,56 @@ public sealed class ContinuousBatcherTests : IAsyncLifetime
     [Fact]
     public async Task Submit_EightConcurrentGreedy_MatchOutputAlone()
     {
+        // llama.cpp does not promise equal logits for a sequence decoded alone and in a batch: a batch takes other
+        // kernel paths and sums in another order (ggml-org/llama.cpp#3014; ggerganov on #11684: "not clear how to make
+        // this fully deterministic"), and with the f16 KV cache the differences are not in the last bits only: on
+        // stories260K a token's logprob alone and batched differed by up to 0.003 (growing along the sequence), while
+        // the closest top-2 pair on a greedy path was 0.02 apart. So where a batched output leaves its output alone,
+        // the token alone there must have been a near tie (top-2 closer than NearTie); after it the two continue from
+        // different texts and are not compared. A mix-up of sequences (a token sampled from another row's logits, a
+        // prompt decoded into another's cells) still fails: it leaves the path where the margin is wide.
         string[] prompts = ["Once upon a time", "The little dog", "Lily wanted to", "One day, a boy", "The sun was", "Tom and Sue", "A big red ball", "Mom said"];
-        var alone = new List<string>();
+        var alone = new List<(string Text, IReadOnlyList<TokenLogprob> Tokens)>();
         foreach (var prompt in prompts)
         {
-            alone.Add((await _engine.Batcher.Submit(Greedy(prompt, 32)).CollectAsync()).Text);
+            var (text, _, logprobs, _) = await _engine.Batcher.Submit(Greedy(prompt, 32) with { TopLogprobs = 2 }).CollectAllAsync();
+            alone.Add((text, logprobs!));
         }
 
-        var together = await Task.WhenAll(prompts.Select(p => _engine.Batcher.Submit(Greedy(p, 32)).CollectAsync()));
+        var together = await Task.WhenAll(prompts.Select(p => _engine.Batcher.Submit(Greedy(p, 32) with { TopLogprobs = 2 }).CollectAllAsync()));
 
-        Assert.Equal(alone, together.Select(t => t.Text));
+        var compared = 0;
+        var largestDifference = 0.0;
+        var closest = double.MaxValue;
+        for (var i = 0; i < prompts.Length; i++)
+        {
+            var expected = alone[i].Tokens;
+            var actual = together[i].Logprobs!;
+            var same = expected.Zip(actual).TakeWhile(p => p.First.Token.TokenId == p.Second.Token.TokenId).Count();
+            compared += same;
+            for (var k = 0; k < same; k++)
+            {
+                largestDifference = Math.Max(largestDifference, Math.Abs(expected[k].Token.Logprob - actual[k].Token.Logprob));
+                closest = Math.Min(closest, Margin(expected[k]));
+            }
+
+            if (same == expected.Count && same == actual.Count)
+            {
+                Assert.Equal(alone[i].Text, together[i].Text);
+                continue;
+            }
+
+            // They part at `same` (or one ended there, on an end-of-generation token, which is not listed): that
+            // position was a near tie for whichever listed a token there.
+            var margin = Math.Min(same < expected.Count ? Margin(expected[same]) : double.MaxValue, same < actual.Count ? Margin(actual[same]) : double.MaxValue);
+            Assert.True(margin < NearTie, $"'{prompts[i]}' batched left its output alone at token {same} of {expected.Count}, where the two most likely tokens were {margin:G3} apart (a near tie is under {NearTie}): alone '{alone[i].Text}', batched '{together[i].Text}'");
+            _output.WriteLine($"'{prompts[i]}' parted at token {same}, a near tie ({margin:G3})");
+        }
+
+        _output.WriteLine($"{compared} tokens equal; closest top-2 on them {closest:G3}; largest logprob difference alone-batched {largestDifference:G3}");
+        Assert.True(compared >= prompts.Length * 4, $"only {compared} tokens compared");
+
+        static double Margin(TokenLogprob token) => token.Top[0].Logprob - token.Top[1].Logprob;
     }
 
     [Fact]
