@@ -4,8 +4,11 @@ namespace Sovereign.Tests;
 /// A clock the test moves by hand; its timers fire (synchronously, in <see cref="Advance"/>) when it passes their due
 /// time, never in <see cref="Set"/>, which may also move it back. Shared by the test projects (linked, see their csproj):
 /// Microsoft's FakeTimeProvider cannot go back and fires timers on every set, which the audit tests rely on not doing.
+/// Its timestamps (<see cref="TimeProvider.GetTimestamp"/>, what durations are measured with) are the system's unless
+/// <paramref name="timestamps"/> is set: then they follow the clock too, so a timeout measured on it (an audit log's
+/// <c>DeadlineClock</c>) passes only when the test moves it.
 /// </summary>
-internal sealed class ManualClock(DateTimeOffset start) : TimeProvider
+internal sealed class ManualClock(DateTimeOffset start, bool timestamps = false) : TimeProvider
 {
     private readonly Lock _gate = new();
     private readonly List<Timer> _timers = [];
@@ -18,6 +21,10 @@ internal sealed class ManualClock(DateTimeOffset start) : TimeProvider
             return _now;
         }
     }
+
+    public override long GetTimestamp() => timestamps ? GetUtcNow().UtcTicks : base.GetTimestamp();
+
+    public override long TimestampFrequency => timestamps ? TimeSpan.TicksPerSecond : base.TimestampFrequency;
 
     public void Set(DateTimeOffset now)
     {

@@ -57,6 +57,14 @@ public sealed record AuditLogOptions
     /// <summary>The default of <see cref="CommitTimeout"/>.</summary>
     public static readonly TimeSpan DefaultCommitTimeout = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// Tests only: the clock the <see cref="CommitTimeout"/> runs on (the batch's start, the time since and the timer
+    /// that fires at the deadline). Null, the default: real time. A test that needs a commit to run out of time holds
+    /// this clock and moves it past the deadline once the commit is where it wants it, so its other appends never do
+    /// on a loaded machine.
+    /// </summary>
+    internal TimeProvider? DeadlineClock { get; init; }
+
     /// <summary>The most appends that share one transaction (group commit).</summary>
     public int MaxBatchSize { get; init; } = 256;
 
@@ -1457,8 +1465,8 @@ public sealed class AuditLog : IAsyncDisposable
         // Armed only once the batch waits for something (an earlier abandoned attempt, the write turn, the driver): a
         // SQLite commit completes synchronously, and a timer registered and removed for each batch was pure cost. The
         // deadline still runs from the batch's start.
-        using var deadline = new CancellationTokenSource();
-        var started = Stopwatch.GetTimestamp();
+        using var deadline = _options.DeadlineClock is { } clock ? new CancellationTokenSource(Timeout.InfiniteTimeSpan, clock) : new CancellationTokenSource();
+        var started = _options.DeadlineClock?.GetTimestamp() ?? Stopwatch.GetTimestamp();
         if (!_abandoned.IsCompleted)
         {
             ArmDeadline(deadline, started);
@@ -1586,7 +1594,7 @@ public sealed class AuditLog : IAsyncDisposable
             return;
         }
 
-        var left = _options.CommitTimeout - Stopwatch.GetElapsedTime(started);
+        var left = _options.CommitTimeout - (_options.DeadlineClock?.GetElapsedTime(started) ?? Stopwatch.GetElapsedTime(started));
         if (left <= TimeSpan.Zero)
         {
             deadline.Cancel();
