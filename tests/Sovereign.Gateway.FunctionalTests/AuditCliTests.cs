@@ -66,9 +66,14 @@ public sealed class AuditCliTests(ResidencyFixture fixture) : IDisposable
     public async Task KeysCreateWithExpiry_FromTheCommandLine_ListsIt_AndABadDurationIsAUsageError()
     {
         var url = fixture.ThAddress.ToString();
-        var (exit, stdout, stderr) = await CliProcess.RunAsync("keys", "create", "asean-corp", "--name", "week", "--expires-in", "7d", "--url", url, "--admin-token", ResidencyFixture.AdminToken);
-        Assert.True(exit == 0, stderr);
-        Assert.Contains("valid until " + DateTimeOffset.UtcNow.AddDays(7).ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture), stdout, StringComparison.Ordinal);
+        // The server's clock held: the expiry is a week from the instant the test reads, even across midnight UTC.
+        var (exit, stdout, stderr) = (0, "", "");
+        using (fixture.ThClock.Hold())
+        {
+            (exit, stdout, stderr) = await CliProcess.RunAsync("keys", "create", "asean-corp", "--name", "week", "--expires-in", "7d", "--url", url, "--admin-token", ResidencyFixture.AdminToken);
+            Assert.True(exit == 0, stderr);
+            Assert.Contains("valid until " + fixture.ThClock.GetUtcNow().AddDays(7).ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture), stdout, StringComparison.Ordinal);
+        }
 
         (exit, stdout, stderr) = await CliProcess.RunAsync("keys", "list", "asean-corp", "--url", url, "--admin-token", ResidencyFixture.AdminToken);
         Assert.True(exit == 0, stderr);

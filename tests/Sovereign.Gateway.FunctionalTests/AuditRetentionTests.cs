@@ -241,6 +241,9 @@ public sealed class AuditRetentionTests : IAsyncDisposable
         await File.WriteAllTextAsync(config, """{"Sovereign":{"Audit":{"Archive":{"AfterDays":60}}}}""");
         await using var app = ServeCommand.Build(new ServeSettings { Urls = "http://127.0.0.1:0", DataDirectory = _directory, ConfigFile = config }, []);
 
+        // The server names the file after its own clock's day: read before the start and after the stop, the one it
+        // read lies between (a run across midnight UTC names either day).
+        var started = DateTimeOffset.UtcNow;
         await app.StartAsync();
         // The first run is at start, in the background: wait for its archive record (a bound, not a pace).
         using (var limit = new CancellationTokenSource(TimeSpan.FromMinutes(1)))
@@ -255,7 +258,9 @@ public sealed class AuditRetentionTests : IAsyncDisposable
         var files = Directory.GetFiles(Path.Combine(_directory, AuditArchiveOptions.DefaultDirectoryName));
         var verdict = await AuditVerifier.VerifyAsync(_database, _key.PublicKeyPem);
 
-        Assert.Equal("audit-before-" + DateTimeOffset.UtcNow.UtcDateTime.Date.AddDays(-60).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture) + ".jsonl", Path.GetFileName(Assert.Single(files)));
+        var stopped = DateTimeOffset.UtcNow;
+        string Named(DateTimeOffset now) => "audit-before-" + now.UtcDateTime.Date.AddDays(-60).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture) + ".jsonl";
+        Assert.Contains(Path.GetFileName(Assert.Single(files)), new[] { Named(started), Named(stopped) });
         Assert.True(await VerifiesAsync(files[0], _key.PublicKeyPem));
         Assert.True(await CountAsync(_database, "SELECT MIN(seq) FROM audit_entries") >= 25);
         Assert.Equal(AuditVerdict.Trusted, verdict.Verdict);

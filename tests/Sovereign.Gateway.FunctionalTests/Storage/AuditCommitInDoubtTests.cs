@@ -41,6 +41,12 @@ public sealed class AuditCommitInDoubtTests(PostgreSqlFixture postgres) : IClass
         Jurisdiction = "TH", Decision = AuditDecision.Allowed, Details = new Dictionary<string, string> { ["request_id"] = requestId },
     };
 
+    /// <summary>
+    /// When the usage records happened: one instant per test, so a day's spend is read on the records' own day (a read
+    /// of the clock after midnight UTC asked about the next day, where 0 was right for any ledger).
+    /// </summary>
+    private readonly DateTimeOffset _at = DateTimeOffset.UtcNow;
+
     /// <summary>The commit timeout of the tests whose commit runs out of it: on a <see cref="ManualClock"/> of their own.</summary>
     private static readonly TimeSpan CommitTimeout = TimeSpan.FromSeconds(3);
 
@@ -251,8 +257,8 @@ public sealed class AuditCommitInDoubtTests(PostgreSqlFixture postgres) : IClass
             Assert.NotNull(record);
             Assert.Equal((UsageOutcome.Refused, "audit_unavailable", 0, 0, 0m), (record.Outcome, record.RefusalCode, record.PromptTokens, record.CompletionTokens, record.Cost));
             Assert.Equal(0m, await ledger.GetSpendAsync("in-doubt", null, UsagePeriod.Total, DateTimeOffset.UtcNow, "EUR"));
-            Assert.Equal(0m, await ledger.GetSpendAsync("in-doubt", "k", UsagePeriod.Day, DateTimeOffset.UtcNow, "EUR"));
-            var day = Assert.Single(await ledger.QueryUsageAsync(new UsageQuery { Tenant = "in-doubt", From = DateTimeOffset.UtcNow.AddDays(-1), To = DateTimeOffset.UtcNow.AddDays(1) }));
+            Assert.Equal(0m, await ledger.GetSpendAsync("in-doubt", "k", UsagePeriod.Day, _at, "EUR"));
+            var day = Assert.Single(await ledger.QueryUsageAsync(new UsageQuery { Tenant = "in-doubt", From = _at.AddDays(-1), To = _at.AddDays(1) }));
             Assert.Equal((1L, 0L, 1L, 0L, 0L, 0m), (day.Requests, day.Completed, day.Refused, day.PromptTokens, day.CompletionTokens, day.Cost));
         }
 
@@ -414,9 +420,9 @@ public sealed class AuditCommitInDoubtTests(PostgreSqlFixture postgres) : IClass
         Assert.True(result.Valid, string.Join("; ", result.Problems));
     }
 
-    private static UsageRecord Usage(string requestId, int completionTokens) => new()
+    private UsageRecord Usage(string requestId, int completionTokens) => new()
     {
-        RequestId = requestId, Timestamp = DateTimeOffset.UtcNow, Tenant = "in-doubt", KeyId = "k", Model = "m", Node = "gw-th", Jurisdiction = "TH",
+        RequestId = requestId, Timestamp = _at, Tenant = "in-doubt", KeyId = "k", Model = "m", Node = "gw-th", Jurisdiction = "TH",
         PromptTokens = 3, CompletionTokens = completionTokens, Cost = 0.25m, Currency = "EUR", PriceVersion = "v1",
     };
 
