@@ -36,6 +36,8 @@ public sealed class AuthorizedAdmissionTests(ClusterFixture fixture)
     {
         var (tenant, keyId, version) = await TenantAsync();
 
+        // Held: the key's one request a minute refills in real time, so a minute's pause let the second one in.
+        using var held = fixture.Clock.Hold();
         var answer = await tenant.AdmitAuthorizedAsync(Request("a-1", keyId, version, 30m));
 
         Assert.Equal(AuthorizationRefusal.None, answer.Refusal);

@@ -391,6 +391,10 @@ public sealed class TenantMoneyTests(ClusterFixture fixture)
     {
         var tenant = await fixture.NewTenantAsync("euro");
         var id = tenant.GetPrimaryKeyString();
+
+        // Held: the counters refill on the clock (1 a minute, then 2: one every 30 s), so a pause of 30-60 s between
+        // the first admission and the last reads gave a request back and the counts below were one off.
+        using var held = fixture.Clock.Hold();
         await tenant.SetLimitsAsync(new TenantLimits([], [new RateLimitSetting(null, 1, null), new RateLimitSetting("key-1", 1, null)]));
         Assert.True((await tenant.AdmitAsync(Request(id + "-1", 0m, keyId: "key-1"))).Allowed);
 
@@ -417,6 +421,9 @@ public sealed class TenantMoneyTests(ClusterFixture fixture)
     {
         var tenant = await fixture.NewTenantAsync("euro");
         var id = tenant.GetPrimaryKeyString();
+
+        // Held: 1 a minute refills in real time, so a minute's pause between the two admissions let the second in.
+        using var held = fixture.Clock.Hold();
         await tenant.SetLimitsAsync(new TenantLimits([], [new RateLimitSetting("key-1", 1, null), new RateLimitSetting("key-1", 5, null)]));
         await fixture.DeactivateIdleGrainsAsync();
 
