@@ -13,7 +13,8 @@ internal static class ServerSentEvents
     public static void Start(HttpResponse response)
     {
         response.StatusCode = StatusCodes.Status200OK;
-        response.ContentType = "text/event-stream";
+        // OpenAI's own value: a client decoding by the declared charset reads the same bytes the same way.
+        response.ContentType = "text/event-stream; charset=utf-8";
         response.Headers.CacheControl = "no-cache";
         response.Headers["X-Accel-Buffering"] = "no";
     }

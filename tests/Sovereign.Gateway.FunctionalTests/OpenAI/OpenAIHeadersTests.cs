@@ -37,6 +37,26 @@ public sealed class OpenAIHeadersTests(ServerFixture server)
         await response.Content.ReadAsStringAsync();
     }
 
+    /// <summary>
+    /// OpenAI streams as <c>text/event-stream; charset=utf-8</c>; the gateway said <c>text/event-stream</c> alone, so a
+    /// client that decodes by the declared charset (or compares the header whole) read our streams otherwise than OpenAI's.
+    /// </summary>
+    [Theory]
+    [InlineData("/v1/chat/completions", """{"model":"stories","max_tokens":2,"stream":true,"messages":[{"role":"user","content":"hi"}]}""", "data: [DONE]")]
+    [InlineData("/v1/completions", """{"model":"stories","max_tokens":2,"stream":true,"prompt":"hi"}""", "data: [DONE]")]
+    [InlineData("/v1/responses", """{"model":"stories","max_output_tokens":16,"input":"hi","stream":true}""", "event: response.incomplete")]
+    public async Task Streams_AreTextEventStreamInUtf8_AsOpenAIsAre(string path, string json, string last)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent(json, System.Text.Encoding.UTF8, "application/json") };
+
+        using var response = await server.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+
+        Assert.Equal(200, (int)response.StatusCode);
+        Assert.Equal("text/event-stream; charset=utf-8", response.Content.Headers.GetValues("Content-Type").Single());
+        var events = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+        Assert.StartsWith(last, events[^1], StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task OfficialDotNetSdk_SeesThem_OnTheRawResponse()
     {
