@@ -82,8 +82,32 @@ public sealed class InterruptedRequestTests : IAsyncLifetime
         Assert.Contains("cannot reach PostgreSQL", stderr, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// The client had the body's id (a Responses stream's <c>resp_...</c>, this gateway's wherever the work runs) when
+    /// the server was killed: the <c>inference.interrupted</c> entry names it, from the decision that named it before
+    /// any content left. Before, only a completed request's outcome named the id.
+    /// </summary>
+    [Fact]
+    public async Task KillNineMidResponsesStream_TheInterruptedEntryNamesTheIdTheClientHad()
+    {
+        string? seen = null;
+        var requestId = await KillMidStreamAsync("/v1/responses", """{"model":"held","stream":true,"input":"Hello"}""", line =>
+            seen = System.Text.Json.JsonDocument.Parse(line["data: ".Length..]).RootElement.GetProperty("response").GetProperty("id").GetString());
+        Assert.StartsWith("resp_", seen, StringComparison.Ordinal);
+
+        await RunAndStopAsync();
+        var interrupted = Strings("SELECT details FROM audit_entries WHERE action = 'inference.interrupted' AND details LIKE $id", requestId).Single();
+        Assert.Equal(seen, System.Text.Json.JsonDocument.Parse(interrupted).RootElement.GetProperty("response_id").GetString());
+        var (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify", "--data-dir", _data);
+        Assert.True(exit == 0, stdout + stderr);
+    }
+
     /// <summary>Starts serve, streams one request and kills the server (SIGKILL) after its first chunk; the request's id.</summary>
-    private async Task<string> KillMidStreamAsync()
+    private Task<string> KillMidStreamAsync() =>
+        KillMidStreamAsync("/v1/chat/completions", """{"model":"held","stream":true,"messages":[{"role":"user","content":"Hello"}]}""", _ => { });
+
+    /// <summary>As above, on <paramref name="path"/>; <paramref name="firstData"/> is given the first <c>data:</c> line the client read.</summary>
+    private async Task<string> KillMidStreamAsync(string path, string body, Action<string> firstData)
     {
         string requestId;
         using (var server = await StartServerAsync())
@@ -91,15 +115,22 @@ public sealed class InterruptedRequestTests : IAsyncLifetime
             try
             {
                 using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{_port}"), Timeout = TimeSpan.FromMinutes(2) };
-                using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+                using var request = new HttpRequestMessage(HttpMethod.Post, path)
                 {
-                    Content = new StringContent("""{"model":"held","stream":true,"messages":[{"role":"user","content":"Hello"}]}""", Encoding.UTF8, "application/json"),
+                    Content = new StringContent(body, Encoding.UTF8, "application/json"),
                 };
                 using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
                 Assert.Equal(HttpStatusCode.OK, response.StatusCode);
                 requestId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
-                using var body = new StreamReader(await response.Content.ReadAsStreamAsync());
-                Assert.StartsWith("data: ", await body.ReadLineAsync());
+                using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+                var line = await reader.ReadLineAsync();
+                while (line is not null && line.StartsWith("event: ", StringComparison.Ordinal))
+                {
+                    line = await reader.ReadLineAsync(); // a Responses event's name; its data follows
+                }
+
+                Assert.StartsWith("data: ", line);
+                firstData(line!);
 
                 // The first chunk reached the client: the request is mid-stream, its decision committed.
                 server.Kill();

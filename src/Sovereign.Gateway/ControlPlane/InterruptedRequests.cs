@@ -5,6 +5,7 @@ using Microsoft.Extensions.Options;
 using Sovereign.Cluster.Hosting;
 using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.Observability;
+using Sovereign.Gateway.Routing;
 using Sovereign.Metering.Ledger;
 using Sovereign.Metering.Pricing;
 using Sovereign.Residency.Audit;
@@ -226,6 +227,12 @@ internal sealed class InterruptedRequests(
         if (decision.Details.TryGetValue("endpoint", out var endpoint))
         {
             details["endpoint"] = endpoint;
+        }
+
+        if (decision.Details.TryGetValue(InferenceRouter.ResponseIdDetail, out var responseId))
+        {
+            // The body's id, which the decision named (chosen before it): the client may have received it before the stop.
+            details[InferenceRouter.ResponseIdDetail] = responseId;
         }
 
         if (closedBy is not null)

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Options;
 using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.Pipeline;
 using Sovereign.Gateway.Pipeline.Executors;
+using Sovereign.Gateway.Routing;
 using Sovereign.Inference.Engine;
 using Sovereign.Inference.Sampling;
 
@@ -81,6 +82,9 @@ internal static class ChatCompletionsEndpoint
             ReasoningEffort = request.ReasoningEffort,
             CacheSalt = request.CacheSalt,
         };
+        // Chosen before the decision, whose entry names it when this process runs the work (response_id).
+        var id = GenerationRun.NewId("chatcmpl-");
+        context.Items[InferenceRouter.AnswerIdKey] = new AnswerId(id, EvenWhenRelayed: false);
         await using var governed = await pipeline.StartAsync(context, caller, work);
         if (governed.Execution is UpstreamRelay relay)
         {
@@ -89,7 +93,6 @@ internal static class ChatCompletionsEndpoint
         }
 
         var local = (LocalGeneration)governed.Execution!;
-        var id = GenerationRun.NewId("chatcmpl-");
         governed.Route!.ResponseId = id; // its outcome entry names it (response_id)
         var created = time.GetUtcNow().ToUnixTimeSeconds();
         var modelId = governed.Route!.Model;

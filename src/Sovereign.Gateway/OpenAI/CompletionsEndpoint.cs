@@ -3,6 +3,7 @@ using Microsoft.Extensions.Options;
 using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.Pipeline;
 using Sovereign.Gateway.Pipeline.Executors;
+using Sovereign.Gateway.Routing;
 using Sovereign.Inference.Engine;
 using Sovereign.Inference.Sampling;
 
@@ -63,6 +64,9 @@ internal static class CompletionsEndpoint
             Echo = echo,
             CacheSalt = request.CacheSalt,
         };
+        // Chosen before the decision, whose entry names it when this process runs the work (response_id).
+        var id = GenerationRun.NewId("cmpl-");
+        context.Items[InferenceRouter.AnswerIdKey] = new AnswerId(id, EvenWhenRelayed: false);
         await using var governed = await pipeline.StartAsync(context, caller, work);
         if (governed.Execution is UpstreamRelay relay)
         {
@@ -72,7 +76,6 @@ internal static class CompletionsEndpoint
 
         var local = (LocalGeneration)governed.Execution!;
         var promptTokens = local.PromptTokens;
-        var id = GenerationRun.NewId("cmpl-");
         governed.Route!.ResponseId = id; // its outcome entry names it (response_id)
         var created = time.GetUtcNow().ToUnixTimeSeconds();
         var fingerprint = ChatCompletionsEndpoint.SystemFingerprint;

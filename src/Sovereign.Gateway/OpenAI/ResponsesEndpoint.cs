@@ -5,6 +5,7 @@ using Sovereign.Gateway.ControlPlane;
 using Sovereign.Gateway.Hosting;
 using Sovereign.Gateway.Pipeline;
 using Sovereign.Gateway.Pipeline.Executors;
+using Sovereign.Gateway.Routing;
 using Sovereign.Inference.Engine;
 using Sovereign.Inference.Tools;
 using Sovereign.Residency.Policies;
@@ -90,13 +91,16 @@ internal static partial class ResponsesEndpoint
             // continues must still be readable under it (a stored response never changes, so the history read holds).
             CallerCheck = current => StoredContentAsync(storage, request, current, context.RequestAborted),
         };
+        // The id is this gateway's wherever the request runs (a relay's chat answer is translated here): chosen before
+        // the decision, whose entry names it (response_id), as the outcome's does.
+        var responseId = GenerationRun.NewId("resp_");
+        context.Items[InferenceRouter.AnswerIdKey] = new AnswerId(responseId, EvenWhenRelayed: true);
         await using var governed = await StartAsync(pipeline, context, caller, work);
         caller = governed.Caller;
         governed.Route!.ContinuedFrom = request.PreviousResponseId;
         var shape = new ResponseShape(
-            GenerationRun.NewId("resp_"), GenerationRun.NewId("msg_"), time.GetUtcNow().ToUnixTimeSeconds(), governed.Route!.Model, request);
+            responseId, GenerationRun.NewId("msg_"), time.GetUtcNow().ToUnixTimeSeconds(), governed.Route!.Model, request);
 
-        // The id is this gateway's wherever the request runs (a relay's chat answer is translated here): its outcome entry names it.
         governed.Route.ResponseId = shape.Id;
         if (request.Store == true)
         {

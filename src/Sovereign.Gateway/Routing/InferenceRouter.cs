@@ -135,6 +135,14 @@ public sealed class RoutedRequest
     internal AuditEntry? OutcomeEntry { get; set; }
 }
 
+/// <summary>
+/// The <c>id</c> an endpoint gives its answer's body, chosen before the residency decision
+/// (<see cref="InferenceRouter.AnswerIdKey"/>): <paramref name="EvenWhenRelayed"/> where the body is this gateway's
+/// wherever the work runs (Responses translates a relay's chat answer), otherwise only when the work runs on this
+/// process's own engine (a relay passes on the engine's or node's id, unknown until its first chunk).
+/// </summary>
+internal sealed record AnswerId(string Id, bool EvenWhenRelayed);
+
 /// <summary>A model as /v1/models lists it.</summary>
 public sealed record ServedModelCard(string Id, long Created, string OwnedBy, string? License, string? Origin, bool ExternalOnly);
 
@@ -728,6 +736,15 @@ public sealed class InferenceRouter(
             details[AuditLog.InstanceDetail] = process;
         }
 
+        if (context.Items.TryGetValue(AnswerIdKey, out var chosen) && chosen is AnswerId answer
+            && (answer.EvenWhenRelayed || routed is { Local.Batcher: not null, ExternalNode: null, Fronted: null }))
+        {
+            // The body's id, chosen before the decision: the decision names it, so the outcome of a process that stops
+            // before it records one (inference.interrupted, written by another from this entry) names it too.
+            routed.ResponseId = answer.Id;
+            details[ResponseIdDetail] = answer.Id;
+        }
+
         if (routed.Caller.TenantId == ClusterRelay.RelayTenant
             && context.Request.Headers[ClusterRelay.RelayOfHeader] is [{ } relayOf] && ResourceIds.IsValid(relayOf, ResourceKind.Other))
         {
@@ -778,6 +795,12 @@ public sealed class InferenceRouter(
     /// so the node's commit, on the first token's path, does not queue behind this one under a shared chain's lock.
     /// </summary>
     internal bool RelaysWhileDecisionCommits => !audit.Scope.IsShared;
+
+    /// <summary>
+    /// Holds the <see cref="AnswerId"/> an endpoint chose for its answer's body before the decision: the decision's
+    /// entry names it (<c>response_id</c>) where this gateway writes the body itself.
+    /// </summary>
+    internal static readonly object AnswerIdKey = new();
 
     /// <summary>Set on a request whose allowed decision is recorded after admission (its key was rate-limited just before).</summary>
     internal static readonly object DeferDecisionKey = new();

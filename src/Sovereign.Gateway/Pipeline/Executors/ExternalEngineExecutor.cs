@@ -279,7 +279,18 @@ internal sealed class UpstreamRelay(
     /// <summary>Relays the answer; the books close before the client receives its last part.</summary>
     public async Task RespondAsync()
     {
-        var result = await proxy.RelayAsync(request.Http, response, stream, clientWantsUsage, request.Route!.Model, _progress, idleTimer);
+        UpstreamResult result;
+        try
+        {
+            result = await proxy.RelayAsync(request.Http, response, stream, clientWantsUsage, request.Route!.Model, _progress, idleTimer);
+        }
+        finally
+        {
+            // The body's id as the client received it (the engine's, or the node's): the outcome's entry states it, on
+            // every exit (a client that left mid-stream had it from the first chunk; it was lost when the relay threw).
+            request.Route!.ResponseId ??= _progress.ResponseId;
+        }
+
         if (request.Execution is null)
         {
             // Stopped: this gateway's decision could not be committed (the stream ended with audit_unavailable before
@@ -287,8 +298,6 @@ internal sealed class UpstreamRelay(
             return;
         }
 
-        // The body's id as the client received it (the engine's, or the node's): the outcome's entry states it.
-        request.Route!.ResponseId ??= _progress.ResponseId;
         await (result.Succeeded ? request.CompleteAsync() : request.FailAsync());
         await result.FinishAsync(request.Http);
     }
