@@ -119,6 +119,63 @@ public sealed class ClusterTests(ClusterFixture cluster) : IClassFixture<Cluster
         Assert.Equal(("node-sg", "node-sg", "SG"), (decision.GetProperty("gateway").GetString(), decision.GetProperty("node").GetString(), decision.GetProperty("jurisdiction").GetString()));
     }
 
+    /// <summary>
+    /// A gateway relays to a cluster node: the body's id the client receives is the node's own (chat, text completions),
+    /// and the gateway's outcome entry states it as <c>response_id</c>, as the node's entries do (their decision too: the
+    /// node chose it before deciding), so the id finds both the gateway's request and the node's work. A Responses answer's
+    /// id is the gateway's (it translates the node's chat answer), which its own decision and outcome state. No test
+    /// covered the relay to a node.
+    /// </summary>
+    [Fact]
+    public async Task RelayedToANode_TheBodyIdTheClientGot_IsInTheGatewaysOutcome_AndFindsTheNodesEntries()
+    {
+        var (_, key) = await NewTenantWithIdAsync(["ASEAN"], null);
+        using var client = cluster.GatewaySg.Client(key);
+        using var admin = cluster.GatewaySg.Client(ClusterFixture.AdminToken);
+        foreach (var (path, body) in new[]
+        {
+            ("/v1/chat/completions", Body),
+            ("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":4,"stream":true}"""),
+            ("/v1/completions", """{"model":"stories","prompt":"Once upon a time","max_tokens":4}"""),
+            ("/v1/responses", """{"model":"stories","input":"Once upon a time","max_output_tokens":16,"stream":true}"""),
+        })
+        {
+            using var response = await client.PostAsync(path, Json(body));
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.OK, $"{path}: {text}");
+            Assert.Equal("node-sg", response.Headers.GetValues(InferenceRouter.NodeHeader).Single());
+            var auditId = response.Headers.GetValues(InferenceRouter.AuditIdHeader).Single();
+            var json = text.StartsWith('{') ? text : text.Split('\n').First(l => l.StartsWith("data: {", StringComparison.Ordinal))["data: ".Length..];
+            var root = JsonDocument.Parse(json).RootElement;
+            var id = (root.TryGetProperty("response", out var created) ? created : root).GetProperty("id").GetString()!;
+
+            var found = JsonDocument.Parse(await admin.GetStringAsync($"/admin/v1/audit?id={id}")).RootElement.GetProperty("data").EnumerateArray().ToList();
+            var gatewayOwn = found.Where(e => e.GetProperty("details").GetProperty("request_id").GetString() == auditId).ToList();
+            var outcome = Assert.Single(gatewayOwn, e => e.GetProperty("action").GetString() == "inference.completed");
+            Assert.Equal(id, outcome.GetProperty("details").GetProperty("response_id").GetString());
+
+            // The node's own pair, tied to the tenant's request by relay_of: its outcome names the node's body id.
+            var nodeOwn = found.Where(e => e.GetProperty("details").TryGetProperty(ClusterRelay.RelayOfDetail, out var of) && of.GetString() == auditId).ToList();
+            var nodeDecision = Assert.Single(nodeOwn);
+            var nodeRequest = nodeDecision.GetProperty("details").GetProperty("request_id").GetString();
+            var nodeOutcome = Assert.Single(found, e => e.GetProperty("action").GetString() == "inference.completed"
+                && e.GetProperty("details").GetProperty("request_id").GetString() == nodeRequest);
+            var nodeBodyId = nodeOutcome.GetProperty("details").GetProperty("response_id").GetString();
+            Assert.Equal(nodeBodyId, nodeDecision.GetProperty("details").GetProperty("response_id").GetString());
+            if (path == "/v1/responses")
+            {
+                // The gateway's own id, chosen before its decision, which names it; the node answered a chat completion.
+                Assert.StartsWith("resp_", id, StringComparison.Ordinal);
+                Assert.StartsWith("chatcmpl-", nodeBodyId, StringComparison.Ordinal);
+                Assert.Equal(id, gatewayOwn.Last(e => e.GetProperty("action").GetString() == "inference.allowed").GetProperty("details").GetProperty("response_id").GetString());
+            }
+            else
+            {
+                Assert.Equal(id, nodeBodyId);
+            }
+        }
+    }
+
     [Fact]
     public async Task Auto_AtAGatewayWithoutModels_RoutesByTheLanguagesItsNodesReport()
     {
