@@ -15,7 +15,9 @@
 //                                         optional: the body's id, which the outcome entry states as response_id; a
 //                                         line with the id alone, its headers not kept, is found by it;
 //                                         "audit_entry": x-sovereign-audit-entry, [CHAIN:]SEQUENCE:HASH, optional: the
-//                                         export must hold that entry, with that hash, as the request's outcome or refusal)
+//                                         export must hold that entry, with that hash, as the request's outcome or refusal;
+//                                         a stream states it in its comment line `: x-sovereign-audit-entry ...` before
+//                                         its last event, when asked with x-sovereign-stream-audit-entry: comment)
 //        [--usage usage.json]            the tenant's GET /v1/usage?group_by=model,day answer
 //        [--audit-page page.json]        a GET /v1/audit answer: each item re-hashes and is the export's line
 //        [--previous EARLIER.jsonl]      the archive file before this one: this file must continue its chain, and

@@ -526,6 +526,9 @@ internal static partial class ResponsesEndpoint
             }
 
             await governed.CompleteAsync();
+
+            // A stream: its last event (response.completed or .incomplete) follows the comment naming the outcome's entry.
+            await ServerSentEvents.WriteOutcomeEntryAsync(governed.Http.Response, governed.Aborted);
         }
 
         public ResponseObject InProgress() => Base("in_progress", [], null, null);

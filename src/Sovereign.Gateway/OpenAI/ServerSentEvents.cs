@@ -10,6 +10,35 @@ internal static class ServerSentEvents
     private static readonly byte[] EventEnd = "\n\n"u8.ToArray();
     private static readonly byte[] Done = "data: [DONE]\n\n"u8.ToArray();
 
+    private static readonly byte[] OutcomeEntryPrefix = System.Text.Encoding.ASCII.GetBytes(": " + Routing.InferenceRouter.AuditEntryHeader + " ");
+    private static readonly object OutcomeEntryKey = new();
+
+    /// <summary>
+    /// Keeps the value of <see cref="Routing.InferenceRouter.AuditEntryHeader"/> for a stream whose headers have left:
+    /// <see cref="WriteOutcomeEntryAsync"/> states it as a comment before the stream's last event.
+    /// </summary>
+    public static void NameOutcomeEntry(HttpContext context, string value) => context.Items[OutcomeEntryKey] = value;
+
+    /// <summary>
+    /// Writes, once, the comment <c>: x-sovereign-audit-entry [CHAIN:]SEQUENCE:HASH</c> naming the stream's committed
+    /// outcome entry (<see cref="NameOutcomeEntry"/>), before its last event (<c>[DONE]</c>, Responses'
+    /// <c>response.completed</c>): a stream's headers leave before its end is known, so the header cannot name it. Only
+    /// for a client that asked (<see cref="Routing.InferenceRouter.StreamAuditEntryHeader"/>). Event-stream parsers skip
+    /// comments (WHATWG's, OpenAI's SDKs); a relaying gateway drops an upstream's, so the client sees only the entry of
+    /// the gateway it called. Not flushed: the last event's flush carries it.
+    /// </summary>
+    public static Task WriteOutcomeEntryAsync(HttpResponse response, CancellationToken cancellationToken)
+    {
+        var items = response.HttpContext.Items;
+        if (!response.HasStarted || !items.TryGetValue(OutcomeEntryKey, out var named) || named is not string value)
+        {
+            return Task.CompletedTask;
+        }
+
+        items.Remove(OutcomeEntryKey);
+        return response.Body.WriteAsync((byte[])[.. OutcomeEntryPrefix, .. System.Text.Encoding.ASCII.GetBytes(value), .. EventEnd], cancellationToken).AsTask();
+    }
+
     public static void Start(HttpResponse response)
     {
         response.StatusCode = StatusCodes.Status200OK;
@@ -74,7 +103,11 @@ internal static class ServerSentEvents
         }
     }
 
-    /// <summary>The final <c>[DONE]</c>, after a relaying gateway's compute report where the request has one (<see cref="Pipeline.RelayComputeReport"/>).</summary>
+    /// <summary>
+    /// The final <c>[DONE]</c>, after a relaying gateway's compute report where the request has one
+    /// (<see cref="Pipeline.RelayComputeReport"/>) and the comment naming the request's outcome entry
+    /// (<see cref="WriteOutcomeEntryAsync"/>).
+    /// </summary>
     public static async Task WriteDoneAsync(HttpResponse response, CancellationToken cancellationToken)
     {
         if (Pipeline.RelayComputeReport.Comment(response.HttpContext) is { } report)
@@ -82,6 +115,7 @@ internal static class ServerSentEvents
             await response.Body.WriteAsync(report, cancellationToken);
         }
 
+        await WriteOutcomeEntryAsync(response, cancellationToken);
         await response.Body.WriteAsync(Done, cancellationToken);
         await response.Body.FlushAsync(cancellationToken);
     }

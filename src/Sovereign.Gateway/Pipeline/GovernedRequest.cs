@@ -164,13 +164,24 @@ internal sealed class GovernedRequest : IAsyncDisposable
 
     /// <summary>
     /// Names the outcome's entry on the answer (<see cref="InferenceRouter.AuditEntryHeader"/>) where its headers have not
-    /// left yet: every answer but a stream, whose headers leave before its end is known.
+    /// left yet: every answer but a stream, whose headers leave before its end is known; a stream whose client asked
+    /// (<see cref="InferenceRouter.StreamAuditEntryHeader"/>) states it as a comment before its last event
+    /// (<see cref="OpenAI.ServerSentEvents.WriteOutcomeEntryAsync"/>).
     /// </summary>
     private void StateOutcomeEntry()
     {
-        if (Route?.OutcomeEntry is { } entry && !Http.Response.HasStarted)
+        if (Route?.OutcomeEntry is not { } entry)
+        {
+            return;
+        }
+
+        if (!Http.Response.HasStarted)
         {
             Http.Response.Headers[InferenceRouter.AuditEntryHeader] = InferenceRouter.AuditEntryValue(entry);
+        }
+        else if (InferenceRouter.AsksStreamAuditEntry(Http.Request))
+        {
+            OpenAI.ServerSentEvents.NameOutcomeEntry(Http, InferenceRouter.AuditEntryValue(entry));
         }
     }
 

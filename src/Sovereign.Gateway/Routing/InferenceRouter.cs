@@ -183,6 +183,18 @@ public sealed class InferenceRouter(
     /// </summary>
     public const string AuditEntryHeader = "x-sovereign-audit-entry";
 
+    /// <summary>
+    /// Request header: <c>comment</c> asks a stream to name its outcome entry as the event-stream comment
+    /// <c>: x-sovereign-audit-entry [CHAIN:]SEQUENCE:HASH</c> before its last event (a stream's headers leave before its
+    /// outcome is known). Asked for, not sent to every client: OpenAI's streams carry no comments, and a client that
+    /// reads every event as <c>data:</c> (many hand-written ones do) would stumble on one.
+    /// </summary>
+    public const string StreamAuditEntryHeader = "x-sovereign-stream-audit-entry";
+
+    /// <summary>Whether the request asks its stream to name its outcome entry (<see cref="StreamAuditEntryHeader"/>: <c>comment</c>).</summary>
+    internal static bool AsksStreamAuditEntry(HttpRequest request) =>
+        request.Headers[StreamAuditEntryHeader] is [{ } value] && string.Equals(value.Trim(), "comment", StringComparison.OrdinalIgnoreCase);
+
     /// <summary>The <see cref="AuditEntryHeader"/> value of <paramref name="entry"/>.</summary>
     internal static string AuditEntryValue(AuditEntry entry) => entry.Chain is { } chain
         ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{chain}:{entry.Sequence}:{entry.Hash}")
