@@ -71,13 +71,23 @@ public static class SovereignGateway
                 // an operator watching a long-running server for growth can tell managed heap from native memory.
                 .AddMeter(EngineMetrics.MeterName, GenAiMetrics.MeterName, Sovereign.Cluster.Security.ClusterCertificateExpiry.MeterName, Sovereign.Residency.Audit.AuditMetrics.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel", "System.Runtime")
                 // The money series, one per tenant and currency, each keep a series for every tenant (OpenTelemetry's
-                // default of 2,000 folded the 2,001st tenant's spend and every later one's into otel_metric_overflow);
-                // the GenAI histograms carry the tenant too (their 2,000 series each folded every tenant past about
-                // 1,000), with their own limit and a switch that drops the tenant label. Read from the bound, validated
-                // options when the meter provider is built (at start): they were read raw at build time, the spend
-                // limit with GetValue and the GenAI one with int.TryParse, so a value the options bind (0x7530) and the
-                // parse refused kept the default, and the setting had two readers.
-                .WithSeriesLimits()
+                // default of 2,000 folded the 2,001st tenant's spend and every later one's into otel_metric_overflow).
+                // Read raw, as the body limit above is: the validated options are resolved at start, which reports a bad value.
+                .AddView(instrument => instrument.Meter.Name == EngineMetrics.MeterName && instrument.Name is RequestMetering.SpendMetric or RequestMetering.BudgetRemainingMetric
+                    ? new MetricStreamConfiguration
+                    {
+                        CardinalityLimit = builder.Configuration.GetValue<int?>($"{SovereignOptions.SectionName}:Metering:SpendSeriesLimit") is >= 2_000 and <= 10_000_000 and var limit
+                            ? limit
+                            : MeteringOptions.DefaultSpendSeriesLimit,
+                    }
+                    : null)
+                // The GenAI histograms carry the tenant: OpenTelemetry's 2,000 series each folded every tenant past
+                // about 1,000 into otel_metric_overflow. Their own limit, and a switch that drops the tenant label.
+                .AddView(instrument => GenAiMetrics.View(instrument,
+                    !bool.TryParse(builder.Configuration[$"{SovereignOptions.SectionName}:Metering:GenAiTenantLabel"], out var tenantLabel) || tenantLabel,
+                    int.TryParse(builder.Configuration[$"{SovereignOptions.SectionName}:Metering:GenAiSeriesLimit"], System.Globalization.CultureInfo.InvariantCulture, out var genAiLimit) && genAiLimit is >= 2_000 and <= 10_000_000
+                        ? genAiLimit
+                        : MeteringOptions.DefaultGenAiSeriesLimit))
                 .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0)); // a scrape shows settled spend at once; /metrics needs the operator token, so scrapes are few
         if (!string.IsNullOrEmpty(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
         {
@@ -395,24 +405,5 @@ public static class SovereignGateway
                 inner.Log(logLevel, eventId, state, exception, formatter);
             }
         }
-    }
-
-    /// <summary>
-    /// The money series' and the GenAI histograms' views, from the bound, validated options (<see cref="MeteringOptions.SpendSeriesLimit"/>,
-    /// <see cref="MeteringOptions.GenAiSeriesLimit"/>, <see cref="MeteringOptions.GenAiTenantLabel"/>), read once when the
-    /// meter provider is built at start; a bad value stops the start with the validator's or binder's message first.
-    /// </summary>
-    private static MeterProviderBuilder WithSeriesLimits(this MeterProviderBuilder metrics)
-    {
-        ((IDeferredMeterProviderBuilder)metrics).Configure((provider, meters) =>
-        {
-            var metering = provider.GetRequiredService<IOptions<SovereignOptions>>().Value.Metering;
-            meters
-                .AddView(instrument => instrument.Meter.Name == EngineMetrics.MeterName && instrument.Name is RequestMetering.SpendMetric or RequestMetering.BudgetRemainingMetric
-                    ? new MetricStreamConfiguration { CardinalityLimit = metering.SpendSeriesLimit }
-                    : null)
-                .AddView(instrument => GenAiMetrics.View(instrument, metering.GenAiTenantLabel, metering.GenAiSeriesLimit));
-        });
-        return metrics;
     }
 }
