@@ -110,6 +110,7 @@ internal static partial class ControlPlaneServices
                 AggregateFoldRecords = sp.GetRequiredService<IOptions<SovereignOptions>>().Value.Metering.AggregateFoldRecords,
                 // Each node keeps its own carry of sub-millionth remainders (CostCarry), read back when it restarts.
                 Writer = sp.GetRequiredService<IOptions<SovereignOptions>>().Value.NodeId,
+                FoldFailed = ex => Observability.GatewayLog.AggregateFoldFailed(sp.GetRequiredService<ILogger<UsageLedger>>(), ex),
             })));
         services.AddHostedService<LedgerRetention>();
         // Before the server listens (hosted services start first): closes what a killed previous process left open.

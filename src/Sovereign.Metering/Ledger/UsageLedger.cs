@@ -210,6 +210,7 @@ public sealed class UsageLedger : IAsyncDisposable
     private async Task RunFoldLoopAsync()
     {
         var stopping = _stopFolding.Token;
+        var failing = false;
         while (!stopping.IsCancellationRequested)
         {
             using (var wait = CancellationTokenSource.CreateLinkedTokenSource(stopping))
@@ -234,12 +235,19 @@ public sealed class UsageLedger : IAsyncDisposable
             try
             {
                 await FoldAsync(stopping);
+                failing = false;
             }
-            catch (Exception ex) when (ex is DbException or InvalidOperationException or OperationCanceledException or TimeoutException)
+            catch (Exception ex)
             {
-                // Nothing of a failed fold is committed (W and the aggregates move together): try again next interval.
-                // Readers add the unfolded records meanwhile, so nothing they read is wrong, only slower.
+                // Nothing of a failed fold is committed (W and the aggregates move together): try again next interval,
+                // whatever failed, so the loop never ends early (closing, the close folds what is left). Readers add
+                // the unfolded records meanwhile, so nothing they read is wrong, only slower.
                 Interlocked.Add(ref _unfolded, pending);
+                if (!stopping.IsCancellationRequested && !failing)
+                {
+                    failing = true;
+                    _options.FoldFailed?.Invoke(ex);
+                }
             }
         }
     }

@@ -70,6 +70,13 @@ public sealed class UsageLedgerOptions
     /// <summary>Records committed since the last fold past which the next fold runs at once (default 256).</summary>
     public int AggregateFoldRecords { get; init; } = 256;
 
+    /// <summary>
+    /// Called (on the fold loop; return at once) when a background fold fails after the last one succeeded (once per run
+    /// of failures): nothing of it is committed, and it is tried again at every interval. Readers stay exact; they only
+    /// add more unfolded records until a fold succeeds. A server logs it (event 4193).
+    /// </summary>
+    public Action<Exception>? FoldFailed { get; init; }
+
     /// <summary>The clock for retention.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 

@@ -233,6 +233,70 @@ public sealed class FoldedAggregatesTests
         AssertExact(records, await ReadEverythingAsync(ledger, records));
     }
 
+    /// <summary>
+    /// The background fold keeps trying after any failure and reports it once per run of failures (a server logs event
+    /// 4193): before, a failure of a type its filter did not list ended the loop silently, and nothing was ever reported.
+    /// </summary>
+    [Fact]
+    public async Task BackgroundFold_Failing_IsReportedOncePerRun_AndKeepsTrying()
+    {
+        using var db = new TempDatabase();
+        var reported = new List<Exception>();
+        var firstReport = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var options = new UsageLedgerOptions
+        {
+            AggregateFoldInterval = TimeSpan.FromMilliseconds(1),
+            AggregateFoldRecords = 1,
+            FoldFailed = ex =>
+            {
+                lock (reported)
+                {
+                    reported.Add(ex);
+                }
+
+                firstReport.TrySetResult();
+            },
+        };
+        await using var ledger = await db.OpenLedgerAsync(options);
+        await ExecuteAsync(db, "CREATE TRIGGER refuse_key_periods BEFORE INSERT ON metering_key_periods BEGIN SELECT RAISE(ABORT, 'refused'); END");
+        var records = Many(10, seed: 8);
+        foreach (var record in records)
+        {
+            Assert.True(await ledger.AppendAsync(record));
+        }
+
+        await firstReport.Task.WaitAsync(TimeSpan.FromMinutes(2));
+        var failedAtReport = ledger.FoldCounters.Failed;
+        await WaitUntilAsync(() => ledger.FoldCounters.Failed >= failedAtReport + 3);
+        lock (reported)
+        {
+            Assert.IsAssignableFrom<System.Data.Common.DbException>(Assert.Single(reported));
+        }
+
+        AssertExact(records, await ReadEverythingAsync(ledger, records));
+
+        // The cause goes away: the loop, still running, folds everything by itself.
+        await ExecuteAsync(db, "DROP TRIGGER refuse_key_periods");
+        await WaitUntilAsync(async () => await CountAsync(db, "metering_key_periods") > 0);
+        AssertExact(records, await ReadEverythingAsync(ledger, records));
+        lock (reported)
+        {
+            Assert.Single(reported);
+        }
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> done) => await WaitUntilAsync(() => Task.FromResult(done()));
+
+    private static async Task WaitUntilAsync(Func<Task<bool>> done)
+    {
+        // A bound for a hang, not a pace: the fold loop retries every millisecond here.
+        using var bound = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        while (!await done())
+        {
+            await Task.Delay(10, bound.Token);
+        }
+    }
+
     [Fact]
     public async Task Options_FoldSettingsOutOfRange_AreRefusedNamingThem()
     {
