@@ -186,10 +186,25 @@ internal static partial class GatewayLog
         Message = "The engine at {Upstream} was not connected to: {Problem} Its URL was stored before this rule, or set where it is not checked (Sovereign:Engines, a copied or imported database), or its name resolves elsewhere now; register it at another address or set the option. The request was treated as unable to reach it")]
     public static partial void EngineAddressRefused(ILogger logger, string upstream, string problem);
 
-    /// <summary>Once per run of failures: the usage ledger's background fold of period aggregates failed.</summary>
+    /// <summary>
+    /// Once per run of failures: the usage ledger's background fold of period aggregates failed. A database's refusal is
+    /// named without its stack (an outage already logs 4160 once, with no stack trace per attempt); anything else with it.
+    /// </summary>
+    public static void AggregateFoldFailed(ILogger logger, Exception exception)
+    {
+        if (exception is System.Data.Common.DbException)
+        {
+            AggregateFoldFailed(logger, null, $"{exception.GetType().Name}: {exception.Message}");
+        }
+        else
+        {
+            AggregateFoldFailed(logger, exception, exception.GetType().Name);
+        }
+    }
+
     [LoggerMessage(EventId = 4193, EventName = "AggregateFoldFailed", Level = LogLevel.Warning,
-        Message = "The usage ledger could not fold its new records into the period aggregates; it tries again every Sovereign:Metering:AggregateFoldIntervalMs. Budgets, usage and invoices stay exact (readers add the unfolded records), only slower while this lasts")]
-    public static partial void AggregateFoldFailed(ILogger logger, Exception exception);
+        Message = "The usage ledger could not fold its new records into the period aggregates ({Error}); it tries again every Sovereign:Metering:AggregateFoldIntervalMs. Budgets, usage and invoices stay exact (readers add the unfolded records), only slower while this lasts")]
+    private static partial void AggregateFoldFailed(ILogger logger, Exception? exception, string error);
 
     [LoggerMessage(EventId = 4162, EventName = "StreamNotBilled", Level = LogLevel.Warning,
         Message = "Request {RequestId}'s stream was under way when the database failed: its {PromptTokens} prompt and {CompletionTokens} completion tokens could not be recorded now: their usage record, priced as the request would have been billed, is written when the database is back (its budget reservation settled at that cost now), or, past the outcomes kept for the database's return (4141), they go unbilled and the reservation is given back")]
