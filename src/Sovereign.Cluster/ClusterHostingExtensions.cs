@@ -131,6 +131,8 @@ public static class ClusterHostingExtensions
                 "Sovereign:Metering:LeaseRequests must be at least Sovereign:Metering:LeaseMinRequests (itself at least 1) and at most 100000.")
             .Validate(o => o.LeaseReclaimTimeout > TimeSpan.Zero && o.LeaseReclaimTimeout <= TenantMoneyOptions.MaxLeaseReclaimTimeout,
                 "Sovereign:Metering:LeaseReclaimTimeout must be above 00:00:00 and at most 00:00:10 (the tenant's requests wait for it).")
+            .Validate(o => o.LeaseRecallTimeout > TimeSpan.Zero && o.LeaseRecallTimeout <= TenantMoneyOptions.MaxLeaseRecallTimeout,
+                "Sovereign:Metering:LeaseRecallTimeout must be above 00:00:00 and at most 00:00:10 (a change of the tenant waits for it).")
             .ValidateOnStart();
         return builder;
     }

@@ -308,7 +308,7 @@ public sealed class BudgetLeaseTests(ClusterFixture fixture)
     }
 
     /// <summary>Stops <paramref name="gateway"/> and waits until the primary silo's membership says it is dead.</summary>
-    private static async Task StopAndDeclaredDeadAsync(ClusterFixture own, Orleans.TestingHost.SiloHandle gateway)
+    internal static async Task StopAndDeclaredDeadAsync(ClusterFixture own, Orleans.TestingHost.SiloHandle gateway)
     {
         var membership = ((Orleans.TestingHost.InProcessSiloHandle)own.Cluster.Primary!).SiloHost.Services.GetRequiredService<IClusterMembershipService>();
         await own.Cluster.StopSiloAsync(gateway);
@@ -338,7 +338,7 @@ public sealed class BudgetLeaseTests(ClusterFixture fixture)
         }
     }
 
-    private static Sovereign.Metering.Ledger.UsageRecord Record(string tenant, string keyId, string id, decimal cost, DateTimeOffset at) => new()
+    internal static Sovereign.Metering.Ledger.UsageRecord Record(string tenant, string keyId, string id, decimal cost, DateTimeOffset at) => new()
     {
         RequestId = id, Timestamp = at, Tenant = tenant, KeyId = keyId, Model = "m", Node = "n", Jurisdiction = "DE",
         PromptTokens = 1, CompletionTokens = 1, Cost = cost, Currency = "EUR", PriceVersion = "euro:m@2026-01-01T00:00:00.000Z",

@@ -80,7 +80,32 @@ public sealed class LeaseDefaultTests : IDisposable
         Assert.Contains("Sovereign:Metering:LeaseReclaimTimeout must be above 00:00:00 and at most 00:00:10", refused.Message, StringComparison.Ordinal);
     }
 
-    private Microsoft.Extensions.Hosting.IHost Gateway(string? reclaimTimeout)
+    [Theory]
+    [InlineData(null, 5000)]
+    [InlineData("00:00:00.500", 500)]
+    [InlineData("00:00:10", 10_000)]
+    public void LeaseRecallTimeout_DefaultsToFiveSeconds_AndIsSet(string? setting, int milliseconds)
+    {
+        using var host = Gateway(null, setting);
+
+        host.Services.GetRequiredService<IStartupValidator>().Validate();
+        Assert.Equal(TimeSpan.FromMilliseconds(milliseconds), host.Services.GetRequiredService<IOptions<TenantMoneyOptions>>().Value.LeaseRecallTimeout);
+    }
+
+    [Theory]
+    [InlineData("00:00:00")]
+    [InlineData("-00:00:01")]
+    [InlineData("00:00:10.001")]
+    [InlineData("00:05:00")]
+    public void LeaseRecallTimeout_OutOfRange_FailsAtStart_NamingTheSetting(string setting)
+    {
+        using var host = Gateway(null, setting);
+
+        var refused = Assert.Throws<OptionsValidationException>(() => host.Services.GetRequiredService<IStartupValidator>().Validate());
+        Assert.Contains("Sovereign:Metering:LeaseRecallTimeout must be above 00:00:00 and at most 00:00:10", refused.Message, StringComparison.Ordinal);
+    }
+
+    private Microsoft.Extensions.Hosting.IHost Gateway(string? reclaimTimeout, string? recallTimeout = null)
     {
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder();
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
@@ -97,6 +122,11 @@ public sealed class LeaseDefaultTests : IDisposable
         if (reclaimTimeout is not null)
         {
             builder.Configuration["Sovereign:Metering:LeaseReclaimTimeout"] = reclaimTimeout;
+        }
+
+        if (recallTimeout is not null)
+        {
+            builder.Configuration["Sovereign:Metering:LeaseRecallTimeout"] = recallTimeout;
         }
 
         builder.AddSovereignCluster();

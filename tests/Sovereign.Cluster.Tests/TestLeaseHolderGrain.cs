@@ -18,8 +18,24 @@ public sealed class TestLeaseHolderGrain : Grain, IBudgetLeaseHolderGrain
     /// <summary>How many reclaims of each tenant's leases reached this table.</summary>
     public static ConcurrentDictionary<string, int> Reclaims { get; } = new(StringComparer.Ordinal);
 
-    public Task RecallAsync(string tenantId) =>
-        Silent.TryGetValue(tenantId, out var silent) ? silent.Task : throw new InvalidOperationException("This silo holds no budget leases.");
+    /// <summary>
+    /// For a tenant here, how this table answers its recalls: given the recall's number (1 for the first of the tenant's
+    /// recalls to reach any test silo), the task to answer with. Each recall is counted in <see cref="RecallCounts"/>.
+    /// </summary>
+    public static ConcurrentDictionary<string, Func<int, Task>> RecallAnswers { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>How many recalls of each tenant in <see cref="RecallAnswers"/> reached a test silo's table.</summary>
+    public static ConcurrentDictionary<string, int> RecallCounts { get; } = new(StringComparer.Ordinal);
+
+    public Task RecallAsync(string tenantId)
+    {
+        if (RecallAnswers.TryGetValue(tenantId, out var answer))
+        {
+            return answer(RecallCounts.AddOrUpdate(tenantId, 1, (_, n) => n + 1));
+        }
+
+        return Silent.TryGetValue(tenantId, out var silent) ? silent.Task : throw new InvalidOperationException("This silo holds no budget leases.");
+    }
 
     public async Task<IReadOnlyList<BudgetLeaseUnused>> ReclaimAsync(string tenantId)
     {

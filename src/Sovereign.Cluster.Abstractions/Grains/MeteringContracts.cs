@@ -37,7 +37,13 @@ public sealed record BudgetSetting([property: Id(0)] string? KeyId, [property: I
 [GenerateSerializer, Immutable]
 public sealed record RateLimitSetting([property: Id(0)] string? KeyId, [property: Id(1)] long? RequestsPerMinute, [property: Id(2)] long? TokensPerMinute);
 
-/// <summary>Asks to admit a request: the most it can cost (in <paramref name="Currency"/>, the price's) and the most tokens it can use.</summary>
+/// <summary>
+/// Asks to admit a request: the most it can cost (in <paramref name="Currency"/>, the price's) and the most tokens it can
+/// use. <paramref name="Gateway"/> (session 56; null from a gateway of an earlier release) is the asking gateway's silo,
+/// as <see cref="AuthorizedAdmissionRequest.Gateway"/> is for an authorized admission: if the cluster declares it dead
+/// before it settles the request, the grain settles the reservation from the ledger (or releases it) then, not at the
+/// end of its lifetime.
+/// </summary>
 [GenerateSerializer, Immutable]
 public sealed record AdmissionRequest(
     [property: Id(0)] string RequestId,
@@ -45,7 +51,8 @@ public sealed record AdmissionRequest(
     [property: Id(2)] long Tokens,
     [property: Id(3)] decimal MaxCost,
     [property: Id(4)] string Currency,
-    [property: Id(5)] bool Unpriced = false);
+    [property: Id(5)] bool Unpriced = false,
+    [property: Id(6)] SiloAddress? Gateway = null);
 
 /// <summary>
 /// Asks to admit a request (<see cref="Admission"/>) for a key whose authorization the gateway took from its cache: the

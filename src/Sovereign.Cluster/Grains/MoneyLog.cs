@@ -57,6 +57,18 @@ internal static partial class MoneyLog
         Message = "Money correction: reservation {RequestId} of tenant {Tenant} (key {KeyId}), released when its gateway was declared dead, has a usage record after all: charged its {Cost} {Currency}, once")]
     public static partial void ReleasedReservationRecordedLate(ILogger logger, string requestId, string tenant, string? keyId, decimal cost, string currency);
 
+    [LoggerMessage(EventId = 4179, EventName = "ReservationSettledAtMemberDeath", Level = LogLevel.Information,
+        Message = "Reservation {RequestId} of tenant {Tenant} (key {KeyId}) holding {Reserved} {Currency}, admitted at a gateway that did not name itself (an earlier release): member {Member} was declared dead and the ledger has its usage record, so it is settled at the record's {Cost} {Currency}")]
+    public static partial void ReservationSettledAtMemberDeath(ILogger logger, string requestId, string tenant, string? keyId, decimal reserved, string currency, string member, decimal cost);
+
+    [LoggerMessage(EventId = 4182, EventName = "BudgetLeaseRecallSkippedDead", Level = LogLevel.Debug,
+        Message = "Tenant {Tenant}'s budget leases on gateway {Gateway} were closed; the gateway is not told: the cluster declared it dead (its requests' confirmations, if any still come, are decided afresh)")]
+    public static partial void LeaseRecallSkippedDead(ILogger logger, string tenant, string gateway);
+
+    [LoggerMessage(EventId = 4183, EventName = "BudgetLeaseRecallNotAwaited", Level = LogLevel.Debug,
+        Message = "Tenant {Tenant}'s budget leases on gateway {Gateway} were closed; the gateway is told, and the change does not wait for it: it did not answer an earlier reclaim or recall")]
+    public static partial void LeaseRecallNotAwaited(ILogger logger, string tenant, string gateway);
+
     [LoggerMessage(EventId = 4138, EventName = "BudgetLeaseRecallFailed", Level = LogLevel.Warning,
         Message = "Tenant {Tenant}'s budget leases on gateway {Gateway} were closed but the gateway could not be told; its next requests from them are refused or admitted afresh by the grain")]
     public static partial void LeaseRecallFailed(ILogger logger, Exception exception, string tenant, string gateway);

@@ -56,6 +56,15 @@ internal sealed class TenantGrain(
     // Reservations released at their gateway's death with no usage record yet: looked up once more a lifetime later, so a
     // record committed as it died is charged once (a settlement that still comes is charged as unreserved, once).
     private readonly Dictionary<string, (string? KeyId, DateTimeOffset At)> _releasedAtDeath = new(StringComparer.Ordinal);
+
+    // Outstanding reservations admitted at a gateway that did not name itself (an earlier release, before
+    // AdmissionRequest.Gateway): any member the cluster declares dead may be theirs, so at each such death each is looked
+    // up in the ledger and settled at its record's cost where it has one; never released before its lifetime, since
+    // their gateway may be alive and still spending.
+    private readonly Dictionary<string, string?> _holderUnknown = new(StringComparer.Ordinal);
+
+    // The members this grain has seen dead since it began to keep _holderUnknown: a death not in it is new.
+    private HashSet<SiloAddress>? _deadSeen;
     private HashSet<string> _revokedKeys = [];
 
     // The view of _tenant (the record it was made from) and its decision version, made once per change of the tenant.
@@ -140,7 +149,17 @@ internal sealed class TenantGrain(
         return await SetLimitsAsync(limits);
     }
 
-    public async Task<AdmissionResult> AdmitAsync(AdmissionRequest request)
+    public Task<AdmissionResult> AdmitAsync(AdmissionRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        return AdmitAtAsync(request, request.Gateway);
+    }
+
+    /// <summary>
+    /// <see cref="AdmitAsync"/>, remembering the gateway that asked (<paramref name="gateway"/>; null: it did not say) while
+    /// the admitted request's reservation is outstanding: a gateway declared dead neither settles nor renews it.
+    /// </summary>
+    private async Task<AdmissionResult> AdmitAtAsync(AdmissionRequest request, SiloAddress? gateway)
     {
         var result = await AdmitOnceAsync(request);
         if (result.Outcome is AdmissionOutcome.RateLimitedRequests or AdmissionOutcome.RateLimitedTokens or AdmissionOutcome.BudgetExceeded
@@ -155,6 +174,11 @@ internal sealed class TenantGrain(
             }
 
             result = await AdmitOnceAsync(request);
+        }
+
+        if (result.Allowed)
+        {
+            AdmittedAt(request.RequestId, request.KeyId, gateway);
         }
 
         return result;
@@ -205,7 +229,11 @@ internal sealed class TenantGrain(
             MoneyLog.LeaseHolderNotAskedAgain(logger, tenant, silent.ToParsableString());
         }
 
-        var answers = await Task.WhenAll(holders.Where(h => !_unanswered.Contains(h)).Select(async holder => (Holder: holder, Unused: await UnusedAtAsync(holder, tenant))));
+        // A holder the cluster declared dead is not asked either (it cannot answer: the wait would be the whole timeout);
+        // its leases close whole, as the lease timer would close them at its next tick.
+        var members = Membership();
+        var answers = await Task.WhenAll(holders.Where(h => !_unanswered.Contains(h) && members?.GetSiloStatus(h) != SiloStatus.Dead)
+            .Select(async holder => (Holder: holder, Unused: await UnusedAtAsync(holder, tenant))));
         foreach (var (holder, unused) in answers)
         {
             if (unused is null)
@@ -374,12 +402,7 @@ internal sealed class TenantGrain(
             return new AuthorizedAdmission(refusal, null, view);
         }
 
-        var admitted = await AdmitAsync(request.Admission);
-        if (admitted.Allowed)
-        {
-            AdmittedAt(request.Admission.RequestId, request.Admission.KeyId, request.Gateway);
-        }
-
+        var admitted = await AdmitAtAsync(request.Admission, request.Gateway ?? request.Admission.Gateway);
         return new AuthorizedAdmission(AuthorizationRefusal.None, admitted, null);
     }
 
@@ -393,7 +416,7 @@ internal sealed class TenantGrain(
             return new LeasedAdmission(answer, null);
         }
 
-        AdmittedAt(request.Admission.RequestId, request.Admission.KeyId, ask.Holder);
+        AdmittedAt(request.Admission.RequestId, request.Admission.KeyId, ask.Holder ?? request.Gateway ?? request.Admission.Gateway);
         return new LeasedAdmission(answer, await GrantLeaseAsync(request, ask));
     }
 
@@ -427,7 +450,8 @@ internal sealed class TenantGrain(
             // Its holder spent more than it holds (never, while both count alike) or asks for what it does not cover:
             // closed, and the request admitted as without one.
             CloseLease(lease);
-            return new LeasedAdmission(new AuthorizedAdmission(AuthorizationRefusal.None, await AdmitAsync(admission), null), null);
+            var afresh = await AdmitAtAsync(admission, lease.Holder ?? request.Gateway ?? admission.Gateway);
+            return new LeasedAdmission(new AuthorizedAdmission(AuthorizationRefusal.None, afresh, null), null);
         }
 
         lease.Requests--;
@@ -448,10 +472,16 @@ internal sealed class TenantGrain(
                 lease.Tokens += admission.Tokens;
             }
         }
-        else if (lease.BudgetApplies)
+        else
         {
-            lease.Money -= admission.MaxCost;
-            AdmittedAt(admission.RequestId, admission.KeyId, lease.Holder);
+            if (lease.BudgetApplies)
+            {
+                lease.Money -= admission.MaxCost;
+            }
+
+            // A lease without money (no budget applies to its key) still admits against a budget of another key's: any
+            // reservation made is its gateway's to settle.
+            AdmittedAt(admission.RequestId, admission.KeyId, lease.Holder ?? request.Gateway ?? admission.Gateway);
         }
 
         if (lease.Draining && lease.Requests == 0)
@@ -611,9 +641,14 @@ internal sealed class TenantGrain(
 
     /// <summary>
     /// Tells the gateways whose leases <see cref="CloseAllLeases"/> closed, before the change's answer, so that their
-    /// next request asks this grain (under the change) instead of admitting from a lease it no longer holds. A gateway
-    /// that does not answer within <see cref="RecallAnswer"/> is left to its confirmations, which this grain refuses
-    /// or admits afresh: the change holds either way.
+    /// next request asks this grain (under the change) instead of admitting from a lease it no longer holds. What
+    /// membership knows decides the wait: a gateway the cluster declared dead is not asked (event 4182); one that did
+    /// not answer an earlier reclaim or recall is told and not waited for (event 4183); the others are asked in
+    /// parallel and awaited at most <see cref="TenantMoneyOptions.LeaseRecallTimeout"/> in total (5 s by default; before
+    /// session 56 a constant 5 s, and a silent gateway was waited for at every change). A gateway that has not heard is
+    /// left to its confirmations, which this grain refuses or admits afresh before any byte reaches the client (the
+    /// pipeline awaits the confirmation): a revoked key still fails on its next request there, and the closed lease's
+    /// money is no longer its to spend, so the change holds either way.
     /// </summary>
     private async Task RecallClosedLeasesAsync()
     {
@@ -625,30 +660,60 @@ internal sealed class TenantGrain(
         var holders = _recall.ToList();
         _recall.Clear();
         var tenant = this.GetPrimaryKeyString();
-        await Task.WhenAll(holders.Select(async holder =>
+        var members = Membership();
+        var awaited = new List<Task>();
+        foreach (var holder in holders)
         {
-            RequestContext.Set(Orleans.Runtime.Placement.IPlacementDirector.PlacementHintKey, holder);
-            try
+            if (members?.GetSiloStatus(holder) == SiloStatus.Dead)
             {
-                await GrainFactory.GetGrain<IBudgetLeaseHolderGrain>(holder.ToParsableString()).RecallAsync(tenant).WaitAsync(RecallAnswer);
-
-                // It answers again: the next reclaim asks it what it admitted.
+                // Declared dead: it cannot answer, and it admits nothing this grain confirms from a closed lease.
                 _unanswered.Remove(holder);
+                MoneyLog.LeaseRecallSkippedDead(logger, tenant, holder.ToParsableString());
+                continue;
             }
-            catch (Exception ex) when (ex is not OutOfMemoryException)
+
+            if (_unanswered.Contains(holder))
             {
-                MoneyLog.LeaseRecallFailed(logger, ex, tenant, holder.ToParsableString());
-                _unanswered.Add(holder);
+                // Silent last time: told (an answer makes it asked again), not waited for, or every change of the tenant
+                // would wait the whole timeout for it again.
+                MoneyLog.LeaseRecallNotAwaited(logger, tenant, holder.ToParsableString());
+                _ = RecallAtAsync(holder, tenant, wait: null);
+                continue;
             }
-            finally
-            {
-                RequestContext.Remove(Orleans.Runtime.Placement.IPlacementDirector.PlacementHintKey);
-            }
-        }));
+
+            awaited.Add(RecallAtAsync(holder, tenant, money.Value.LeaseRecallTimeout));
+        }
+
+        // Asked together, each bounded by the same timeout from the same moment: at most that, in total.
+        await Task.WhenAll(awaited);
     }
 
-    /// <summary>How long a change waits for one gateway to hear that its leases were recalled.</summary>
-    private static readonly TimeSpan RecallAnswer = TimeSpan.FromSeconds(5);
+    /// <summary>
+    /// Tells <paramref name="holder"/> that this tenant's leases there are closed: answered, it is asked again by the next
+    /// reclaim; not within <paramref name="wait"/> (null: the call's own response timeout, for a recall nobody awaits),
+    /// it is remembered as silent (<see cref="_unanswered"/>). Never throws.
+    /// </summary>
+    private async Task RecallAtAsync(SiloAddress holder, string tenant, TimeSpan? wait)
+    {
+        RequestContext.Set(Orleans.Runtime.Placement.IPlacementDirector.PlacementHintKey, holder);
+        try
+        {
+            var recall = GrainFactory.GetGrain<IBudgetLeaseHolderGrain>(holder.ToParsableString()).RecallAsync(tenant);
+            await (wait is { } timeout ? recall.WaitAsync(timeout) : recall);
+
+            // It answers again: the next reclaim asks it what it admitted.
+            _unanswered.Remove(holder);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            MoneyLog.LeaseRecallFailed(logger, ex, tenant, holder.ToParsableString());
+            _unanswered.Add(holder);
+        }
+        finally
+        {
+            RequestContext.Remove(Orleans.Runtime.Placement.IPlacementDirector.PlacementHintKey);
+        }
+    }
 
     /// <summary>
     /// Closes the leases whose term (and grace) has passed, their holders having stopped admitting from them, and those
@@ -691,12 +756,97 @@ internal sealed class TenantGrain(
     /// </summary>
     private void AdmittedAt(string requestId, string? keyId, SiloAddress? holder)
     {
-        if (holder is not null && _budget?.FindReservation(requestId) is not null
-            && !holder.Equals(ServiceProvider.GetService<ILocalSiloDetails>()?.SiloAddress))
+        if (_budget?.FindReservation(requestId) is null)
+        {
+            return;
+        }
+
+        if (holder is null)
+        {
+            // Not named (a gateway of an earlier release): which member holds it is unknown, so every death is looked at.
+            if (Membership() is { } members && !_admittedAt.ContainsKey(requestId))
+            {
+                _deadSeen ??= DeadIn(members);
+                _holderUnknown[requestId] = keyId;
+                EnsureLeaseTimer();
+            }
+
+            return;
+        }
+
+        _holderUnknown.Remove(requestId);
+        if (!holder.Equals(ServiceProvider.GetService<ILocalSiloDetails>()?.SiloAddress))
         {
             _admittedAt[requestId] = (holder, keyId, false);
             EnsureLeaseTimer();
         }
+    }
+
+    private static HashSet<SiloAddress> DeadIn(ClusterMembershipSnapshot members) =>
+        members.Members.Values.Where(m => m.Status == SiloStatus.Dead).Select(m => m.SiloAddress).ToHashSet();
+
+    /// <summary>
+    /// The fallback for reservations whose gateway is unknown (<see cref="_holderUnknown"/>: admitted at a gateway of an
+    /// earlier release): whenever the cluster declares a member dead that this grain had not seen dead, each is looked up
+    /// in the ledger, and one with a usage record is settled at the record's cost (event 4179): that member may have been
+    /// its gateway, killed between the record's commit and the settlement. One without a record is left held until its
+    /// lifetime (as before this release): its gateway may be alive and still running it, and releasing its money could
+    /// let the tenant spend it twice over. Settling from the record is safe whoever holds it: the record is the bill, and
+    /// a settlement that still comes is the same request id (idempotent).
+    /// </summary>
+    private async Task SettleUnknownHoldersAtDeathsAsync()
+    {
+        var budget = _budget;
+        if (_holderUnknown.Count > 0 && budget is not null)
+        {
+            foreach (var requestId in _holderUnknown.Keys.Where(id => budget.FindReservation(id) is null).ToList())
+            {
+                // Settled, released or expired meanwhile.
+                _holderUnknown.Remove(requestId);
+            }
+        }
+        else
+        {
+            _holderUnknown.Clear();
+        }
+
+        if (_holderUnknown.Count == 0 || Membership() is not { } members)
+        {
+            _deadSeen = null;
+            return;
+        }
+
+        _deadSeen ??= DeadIn(members);
+        var newlyDead = DeadIn(members).Where(d => !_deadSeen.Contains(d)).ToList();
+        if (newlyDead.Count == 0)
+        {
+            return;
+        }
+
+        var now = time.GetUtcNow();
+        var member = string.Join(", ", newlyDead.Select(d => d.ToParsableString()));
+        foreach (var (requestId, keyId) in _holderUnknown.ToList())
+        {
+            UsageRecord? record;
+            try
+            {
+                record = await ledger.GetAsync(requestId);
+            }
+            catch (System.Data.Common.DbException)
+            {
+                // Unknown whether it was billed: held, and these deaths looked at again at the next tick.
+                return;
+            }
+
+            if (record is not null && budget?.FindReservation(requestId) is { } held)
+            {
+                _holderUnknown.Remove(requestId);
+                budget.Settle(requestId, record.Cost, now, keyId);
+                MoneyLog.ReservationSettledAtMemberDeath(logger, requestId, this.GetPrimaryKeyString(), keyId, held.Amount, budget.Currency, member, record.Cost);
+            }
+        }
+
+        _deadSeen.UnionWith(newlyDead);
     }
 
     /// <summary>
@@ -823,20 +973,18 @@ internal sealed class TenantGrain(
         }
     }
 
-    /// <summary>How often the grain looks for leases to close (and gateways declared dead) while it holds any.</summary>
-    private static readonly TimeSpan LeaseCheckInterval = TimeSpan.FromSeconds(1);
-
     private void EnsureLeaseTimer()
     {
         if (_leaseTimer is null)
         {
-            var interval = LeaseCheckInterval;
+            var interval = money.Value.LeaseCheckInterval;
             _leaseTimer = this.RegisterGrainTimer(async _ =>
             {
                 CloseExpiredLeases();
                 ForgetDeadHolders();
                 await SettleDeadHoldersReservationsAsync();
-                if (_leases.Count == 0 && _admittedAt.Count == 0)
+                await SettleUnknownHoldersAtDeathsAsync();
+                if (_leases.Count == 0 && _admittedAt.Count == 0 && _holderUnknown.Count == 0)
                 {
                     _leaseTimer?.Dispose();
                     _leaseTimer = null;
@@ -975,6 +1123,7 @@ internal sealed class TenantGrain(
         Rates().Settle(settlement.KeyId, settlement.AdmittedTokens, settlement.ActualTokens);
         _unbudgeted.Remove(settlement.RequestId);
         _admittedAt.Remove(settlement.RequestId);
+        _holderUnknown.Remove(settlement.RequestId);
         _releasedAtDeath.Remove(settlement.RequestId);
 
         // Not built since activation: the ledger (written before this settle) already has the cost for the rebuild.
@@ -1037,6 +1186,7 @@ internal sealed class TenantGrain(
     {
         CloseExpiredLeases();
         await SettleDeadHoldersReservationsAsync();
+        await SettleUnknownHoldersAtDeathsAsync();
         await ChargeLateRecordsAsync(_budget, time.GetUtcNow());
         var released = 0;
         if (_budget is { } budget)

@@ -52,6 +52,19 @@ public sealed class TenantMoneyOptions
     /// </summary>
     public TimeSpan LeaseReclaimTimeout { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>The longest <see cref="LeaseRecallTimeout"/> allowed: the change of the tenant waits meanwhile.</summary>
+    public static readonly TimeSpan MaxLeaseRecallTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// How long a change of a tenant (its limits, a key revoked, disabled, a new policy or plan) waits, in total, for the
+    /// gateways whose leases it closed to hear of it (default 5 s; at most <see cref="MaxLeaseRecallTimeout"/>). They are
+    /// asked in parallel; a gateway the cluster has declared dead is not asked, and one that did not answer an earlier
+    /// reclaim or recall is told without being waited for. The change holds without the answer: a gateway that has not
+    /// heard admits from a lease the grain has closed, and the grain decides each such request afresh at its
+    /// confirmation, before any byte reaches its client.
+    /// </summary>
+    public TimeSpan LeaseRecallTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>How long the grain keeps a lease past its term before closing it itself (its holder stops using it at the term).</summary>
     internal static readonly TimeSpan LeaseGrace = TimeSpan.FromSeconds(1);
 
@@ -63,6 +76,13 @@ public sealed class TenantMoneyOptions
     /// (<see cref="System.Threading.Timeout.InfiniteTimeSpan"/>: it never ticks), so a tick in real time cannot do that
     /// work between a test's clock move and its own call.
     /// </summary>
+    /// <summary>
+    /// How often the grain closes leases past their term or of gateways declared dead, and settles what dead gateways
+    /// admitted, while it holds any (1 s). Set (internal, never bound from configuration) only by tests that drive that
+    /// work by hand (<see cref="System.Threading.Timeout.InfiniteTimeSpan"/>: it never ticks).
+    /// </summary>
+    internal TimeSpan LeaseCheckInterval { get; set; } = TimeSpan.FromSeconds(1);
+
     internal TimeSpan ExpiryCheckInterval
     {
         get => _expiryCheckInterval ?? TimeSpan.FromTicks(Math.Clamp(ReservationLifetime.Ticks / 4, TimeSpan.TicksPerSecond, TimeSpan.TicksPerMinute));

@@ -173,7 +173,9 @@ public sealed class RequestMetering
             return new MeterTicket(price, currency, tokens, weight, priority, false, book);
         }
 
-        var admission = new AdmissionRequest(routed.RequestId, caller.KeyId, tokens, maxCost, currency, Unpriced: price is null);
+        // Named here too (not only in an authorized admission): a key's first request at this gateway, admitted by AdmitAsync,
+        // is settled from the ledger (or released) by the tenant's grain if this gateway is declared dead before settling it.
+        var admission = new AdmissionRequest(routed.RequestId, caller.KeyId, tokens, maxCost, currency, Unpriced: price is null, Gateway: _gateway);
         AdmissionResult result;
         if (caller.Provisional is { } provisional)
         {
