@@ -245,7 +245,12 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
     // at 0.99; und once), Serbian 24 of 28 (Latin 13 of 16: as Bosnian, as Croatian, und beside Latin; Cyrillic 11 of
     // 12: und beside Macedonian) and Indonesian 10 of 12 (as Malay twice, decided at 0.89 and 0.86), their floors;
     // Croatian 14 of 16 (as Bosnian, und beside Latin) within it; every other language right throughout, Macedonian 12
-    // of 12 und.
+    // of 12 und. The round's changes, from the alphabets (Macedonian writes no ђ or ћ; Latin no č, ž, š, å, where
+    // Lingua gave it the lead) and Interslavic's spellings, moved three of held-out 38's answers right (Serbian 24 -> 26,
+    // off the list: a Cyrillic und beside Macedonian and a Latin und beside Latin; Croatian 14 -> 15, und beside Latin)
+    // and one Bosnian und to Croatian, and two of earlier sets (held-out 18's Slovenian and held-out 32's Norwegian und
+    // beside Latin); none lost. The round's engineer, who wrote held-out 38, read its misses before choosing the rules,
+    // so held-out 38 is no blind check of them.
     private static readonly Dictionary<string, Dictionary<string, int>> KnownShortfalls = new(StringComparer.Ordinal)
     {
         [TestData.FirstHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 7, ["ms"] = 8 },
@@ -285,7 +290,7 @@ public sealed class HeldOutAccuracyTests(ITestOutputHelper output)
         [TestData.ThirtyFifthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 13, ["hr"] = 12 },
         [TestData.ThirtySixthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["sr"] = 20 },
         [TestData.ThirtySeventhHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 8, ["hr"] = 11 },
-        [TestData.ThirtyEighthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["id"] = 10, ["sr"] = 24 },
+        [TestData.ThirtyEighthHeldOut] = new(StringComparer.Ordinal) { ["bs"] = 9, ["id"] = 10 },
     };
 
     /// <summary>The overall target.</summary>

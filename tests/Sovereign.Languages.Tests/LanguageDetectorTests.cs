@@ -187,6 +187,52 @@ public sealed class LanguageDetectorTests
         Assert.True(with.Confidence > without.Confidence, $"{with.Confidence} <= {without.Confidence}");
     }
 
+    // Round 38: Macedonian writes no ђ or ћ (CyrillicAlphabets): a Serbian sentence with one no longer ends und beside
+    // Macedonian. Written for this test, not taken from an evaluation set; without the rule it is und, Macedonian the
+    // runner-up at 1.00.
+    [Fact]
+    public void Detect_SerbianWithLetterMacedonianLacks_Serbian()
+    {
+        const string Text = "Ноћу на станици нема никога.";
+
+        var without = Detector.WithCyrillicAlphabets(false).Detect(Text);
+        var with = Detector.Detect(Text);
+
+        Assert.Equal(LanguageDetection.Undetermined, without.Language);
+        Assert.Equal("mk", without.RunnerUp);
+        Assert.Equal("sr", with.Language);
+        Assert.NotEqual("mk", with.RunnerUp);
+    }
+
+    // Round 38: Latin by its alphabet (LatinAlphabet): where Lingua gives Latin the lead over a text with letters no Latin
+    // text writes, Latin takes no share and the covered language that writes them is answered. Written for this test, not
+    // taken from an evaluation set; without the rule it is und with Latin as runner-up.
+    [Fact]
+    public void Detect_LettersLatinLacks_LatinTakesNoShare()
+    {
+        const string Text = "Kofer je pretežak, moram platiti doplatu.";
+
+        var without = Detector.WithLatinAlphabet(false).Detect(Text);
+        var with = Detector.Detect(Text);
+
+        Assert.Equal(LanguageDetection.Undetermined, without.Language);
+        Assert.Equal("la", without.RunnerUp);
+        Assert.Equal("hbs", with.Group);
+        Assert.NotEqual("la", with.RunnerUp);
+    }
+
+    // The Latin rule hands nothing to a language that could not write the text's letters, and leaves alone the text
+    // Latin leads only because every profiled language's evidence is against it (a language outside the set).
+    [Fact]
+    public void LatinAlphabet_LettersAndLead()
+    {
+        Assert.True(LatinAlphabet.WritesLetterLatinLacks("kofer je pretežak"));
+        Assert.False(LatinAlphabet.WritesLetterLatinLacks("gallia est omnis divisa in partes tres, poëta"));
+        Assert.True(LatinAlphabet.WritesEveryLetter("hr", "kovčeg je pretežak"));
+        Assert.False(LatinAlphabet.WritesEveryLetter("id", "kovčeg je pretežak"));
+        Assert.False(LatinAlphabet.WritesEveryLetter("vi", "anything"));
+    }
+
     // The alphabet rule never takes a Macedonian sentence from und (Macedonian writes none of the letters), nor gives a
     // Bulgarian sentence to Macedonian: every Macedonian and Bulgarian sentence of the tuning corpus, the decoy set and
     // the held-out and out-of-set sets.
@@ -532,7 +578,7 @@ public sealed class LanguageDetectorTests
         },
         ["out-of-set-6.txt"] = new(StringComparer.Ordinal)
         {
-            ["ast"] = 8, ["awa"] = 7, ["bho"] = 7, ["bjn"] = 6, ["co"] = 8, ["fur"] = 7, ["hsb"] = 7, ["jv"] = 8, ["lb"] = 8, ["li"] = 6,
+            ["ast"] = 8, ["awa"] = 7, ["bho"] = 7, ["bjn"] = 6, ["co"] = 8, ["fur"] = 7, ["hsb"] = 8, ["jv"] = 8, ["lb"] = 8, ["li"] = 6,
             ["mk"] = 8, ["ne"] = 8, ["oc"] = 6, ["rm"] = 7, ["rue"] = 6, ["scn"] = 8, ["su"] = 8, ["szl"] = 7, ["war"] = 6,
         },
         ["out-of-set-7.txt"] = new(StringComparer.Ordinal)
@@ -577,12 +623,12 @@ public sealed class LanguageDetectorTests
         },
         ["out-of-set-15.txt"] = new(StringComparer.Ordinal)
         {
-            ["an"] = 6, ["ast"] = 6, ["co"] = 8, ["eo"] = 8, ["ext"] = 7, ["fy"] = 8, ["ia"] = 6, ["io"] = 8, ["isv"] = 4, ["lb"] = 8,
+            ["an"] = 6, ["ast"] = 6, ["co"] = 8, ["eo"] = 8, ["ext"] = 7, ["fy"] = 8, ["ia"] = 6, ["io"] = 8, ["isv"] = 7, ["lb"] = 8,
             ["lfn"] = 5, ["oc"] = 7, ["rom"] = 7, ["sco"] = 7, ["scn"] = 7, ["zea"] = 5,
         },
         ["out-of-set-16.txt"] = new(StringComparer.Ordinal)
         {
-            ["an"] = 5, ["csb"] = 7, ["ext"] = 6, ["fur"] = 3, ["hsb"] = 8, ["ia"] = 2, ["isv"] = 4, ["lad"] = 7, ["lfn"] = 5, ["li"] = 4,
+            ["an"] = 5, ["csb"] = 7, ["ext"] = 6, ["fur"] = 3, ["hsb"] = 8, ["ia"] = 2, ["isv"] = 5, ["lad"] = 7, ["lfn"] = 5, ["li"] = 4,
             ["nds"] = 7, ["pap"] = 5, ["rom"] = 4, ["sco"] = 7, ["vec"] = 5, ["zea"] = 4,
         },
         ["out-of-set-17.txt"] = new(StringComparer.Ordinal)
@@ -592,12 +638,12 @@ public sealed class LanguageDetectorTests
         },
         ["out-of-set-18.txt"] = new(StringComparer.Ordinal)
         {
-            ["egl"] = 6, ["ext"] = 6, ["fa"] = 8, ["fur"] = 5, ["hwc"] = 6, ["ia"] = 2, ["isv"] = 3, ["ksh"] = 1, ["mfe"] = 4, ["nds"] = 8,
+            ["egl"] = 6, ["ext"] = 6, ["fa"] = 8, ["fur"] = 5, ["hwc"] = 6, ["ia"] = 2, ["isv"] = 4, ["ksh"] = 1, ["mfe"] = 4, ["nds"] = 8,
             ["rom"] = 6, ["sco"] = 6, ["sq"] = 8, ["ur"] = 8, ["yue"] = 5, ["zea"] = 0,
         },
         ["out-of-set-19.txt"] = new(StringComparer.Ordinal)
         {
-            ["crs"] = 8, ["fit"] = 1, ["frr"] = 4, ["gcf"] = 8, ["hwc"] = 6, ["ia"] = 5, ["isv"] = 3, ["krl"] = 3, ["ksh"] = 5, ["mfe"] = 6,
+            ["crs"] = 8, ["fit"] = 1, ["frr"] = 4, ["gcf"] = 8, ["hwc"] = 6, ["ia"] = 5, ["isv"] = 5, ["krl"] = 3, ["ksh"] = 5, ["mfe"] = 6,
             ["nrf"] = 4, ["pdt"] = 6, ["sco"] = 6, ["stq"] = 6, ["yue"] = 7, ["zea"] = 4,
         },
         ["out-of-set-20.txt"] = new(StringComparer.Ordinal)
@@ -619,14 +665,17 @@ public sealed class LanguageDetectorTests
         // Croatian), Interlingua 5 (Italian, Catalan, Spanish), Asturian 6 (Spanish twice); the same after the round.
         ["out-of-set-23.txt"] = new(StringComparer.Ordinal)
         {
-            ["ast"] = 6, ["eo"] = 8, ["ia"] = 5, ["isv"] = 0, ["lb"] = 8, ["oc"] = 8,
+            ["ast"] = 6, ["eo"] = 8, ["ia"] = 5, ["isv"] = 2, ["lb"] = 8, ["oc"] = 8,
         },
         // Round 38's first run (unchanged detector): Interslavic 0 of 8 again (Slovenian twice at 0.87-0.99, Czech twice,
         // Croatian twice, Slovak, Bosnian), Interlingua 5 (Italian twice, Catalan), Novial 6 (Catalan, Spanish), Belarusian
-        // in Latin letters 7 (Polish 0.69), Fijian 7 (Serbian 0.70), Shona 8.
+        // in Latin letters 7 (Polish 0.69), Fijian 7 (Serbian 0.70), Shona 8. Round 38's Interslavic and Polish
+        // spellings (SpellingDecoys; from the alphabets and Interslavic's declension) raised Interslavic to 3 and
+        // Belarusian to 8 here, and Interslavic on out of set 15 (4 -> 7), 16 (4 -> 5), 18 (3 -> 4), 19 (3 -> 5) and 23
+        // (0 -> 2), Upper Sorbian on out of set 6 (7 -> 8); no out-of-set answer lost.
         ["out-of-set-24.txt"] = new(StringComparer.Ordinal)
         {
-            ["be-Latn"] = 7, ["fj"] = 7, ["ia"] = 5, ["isv"] = 0, ["nov"] = 6, ["sn"] = 8,
+            ["be-Latn"] = 8, ["fj"] = 7, ["ia"] = 5, ["isv"] = 3, ["nov"] = 6, ["sn"] = 8,
         },
     };
 

@@ -242,6 +242,7 @@ public sealed class LetterMixturesTests
     [InlineData("sl")]
     [InlineData("cs")]
     [InlineData("sk")]
+    [InlineData("pl")]
     public void SpellingDecoys_CoveredSentences_NeverTaken(string language)
     {
         var texts = LanguageProfiles.LoadCorpus()[language]
@@ -261,6 +262,7 @@ public sealed class LetterMixturesTests
     [InlineData("fr", "pcd", "Ch'est m'voésin qui m'a dit d'vnir à s'mason dmain au soir.")]
     [InlineData("de", "gsw", "Mini Muetter het für d Hochziit vill Ziit brucht.")]
     [InlineData("es", "ast", "Mi hermanu compró un cochi nuevu y lo lleva a tol mundu.")]
+    [InlineData("sr", "isv", "Moj dom jest blizko velikogo parka i novogo mosta.")] // round 38
     public void Detect_SpellingsTheAnswerDoesNotWrite_UndeterminedWithTheDecoyAsRunnerUp(string neighbour, string decoy, string text)
     {
         var detector = TestData.DefaultDetector;
@@ -297,6 +299,17 @@ public sealed class LetterMixturesTests
     [InlineData("en", "He hasnae telt me, an he shouldnae hae done it.", "sco")]
     [InlineData("nl", "Waer gaet de weg naer de zee?", "zea")]
     [InlineData("nl", "Z'eit 'ier gisteren 'eel lang gewacht.", "zea")] // round 32: h dropped, written as an apostrophe
+    // Round 38: Interslavic's y in a text answered as hr/bs/sr/sl, its -ogo genitive, its v where hr/bs/sr write u, its ě
+    // after consonants Czech does not write it after and its y after soft consonants, its č, š, ž, v in a text answered as
+    // Polish (Belarusian in Latin letters by its ŭ).
+    [InlineData("hr", "Moj brat byl dobry učitelj.", "isv")]
+    [InlineData("sl", "Tamo byl stary most.", "isv")]
+    [InlineData("sr", "Dom velikogo brata je blizu novogo parka.", "isv")]
+    [InlineData("bs", "Sestra živi v gradu blizu velikogo mosta.", "isv")]
+    [InlineData("cs", "Lěto bylo dlouhé a cělý měsíc pršelo.", "isv")]
+    [InlineData("cs", "Jutro čytaju knigu a večer pišy pisma.", "isv")]
+    [InlineData("pl", "Včera byłem v domu i čytałem.", "isv")]
+    [InlineData("pl", "Ja byŭ doma i pajšoŭ u horad, kudy ŭsie išli.", "be")]
     public void SpellingDecoys_TwoWordsOfASpelling_NameTheDecoy(string language, string text, string decoy)
     {
         Assert.Equal(decoy, SpellingDecoys.Evaluate(LanguageProfiles.Normalize(text), language)?.Language);
@@ -317,6 +330,12 @@ public sealed class LetterMixturesTests
     [InlineData("en", "The antennae of the yacht picked up the station.")]
     [InlineData("it", "Il mio smartfono e la stazione.")]
     [InlineData("nl", "Heeft-ie 'em gezien? Z'n auto's staan er, 't is 's avonds.")]
+    [InlineData("hr", "Mnogo smo dugo čekali, a on je predugo spavao.")]
+    [InlineData("cs", "Děti běží po městě a vědí, kde je tělocvična.")]
+    [InlineData("cs", "Muži si koupili nože a ježí se jim vlasy.")]
+    [InlineData("pl", "Wczoraj byłem w domu i czytałem książkę, było drogo.")]
+    [InlineData("pl", "Nie widziałem nikogo, kogo znam.")]
+    [InlineData("sk", "Na cyklistickú trasu išli muži z Nitry.")]
     public void SpellingDecoys_TheLanguagesOwnSpellings_NotTaken(string language, string text)
     {
         Assert.Null(SpellingDecoys.Evaluate(LanguageProfiles.Normalize(text), language));

@@ -283,6 +283,13 @@ public sealed partial class LanguageDetector
     /// <summary>The same detector with the Bulgarian/Macedonian alphabet rule on or off: for measuring.</summary>
     internal LanguageDetector WithCyrillicAlphabets(bool on) => new(this) { CyrillicAlphabetRule = on };
 
+    /// <summary>Whether Latin takes no probability where the text writes a letter its alphabet lacks
+    /// (<see cref="LatinAlphabet"/>; on since session 56, off only to measure it).</summary>
+    internal bool LatinAlphabetRule { get; init; } = true;
+
+    /// <summary>The same detector with the Latin alphabet rule on or off: for measuring.</summary>
+    internal LanguageDetector WithLatinAlphabet(bool on) => new(this) { LatinAlphabetRule = on };
+
     /// <summary>The same detector with other close-group word models or weights: for tuning on held-apart folds.</summary>
     internal LanguageDetector WithWords(IReadOnlyDictionary<WritingScript, CloseGroupWords[]> closeWords, double wordWeight, double wordCap, YatReflex reflexes, double reflexWeight) =>
         new(this) { CloseWords = closeWords, WordWeight = wordWeight, WordCap = wordCap, Reflexes = reflexes, ReflexWeight = reflexWeight };
@@ -323,6 +330,7 @@ public sealed partial class LanguageDetector
         SubtitlesOnlyReorder = other.SubtitlesOnlyReorder;
         SloveneSubtitles = other.SloveneSubtitles;
         CyrillicAlphabetRule = other.CyrillicAlphabetRule;
+        LatinAlphabetRule = other.LatinAlphabetRule;
         SyntaxWeight = other.SyntaxWeight;
         LoanVerbWeight = other.LoanVerbWeight;
         SpellingWeight = other.SpellingWeight;
@@ -644,6 +652,14 @@ public sealed partial class LanguageDetector
         var probabilities = scores.Select(s => Math.Exp(s - max) / sum).ToArray();
         var leader = Array.IndexOf(scores, max);
         if (CyrillicAlphabetRule && group.Script == WritingScript.Cyrillic && CyrillicAlphabets.Exclude(candidates, probabilities, normalized))
+        {
+            leader = Array.IndexOf(probabilities, probabilities.Max());
+        }
+
+        // Round 38: only where Lingua's share made Latin lead (Lingua's leader is Latin): where Latin leads because every
+        // profiled language's evidence is against the text (a language outside the set), its und stands.
+        if (LatinAlphabetRule && group.Script == WritingScript.Latin && linguaTop == LatinAlphabet.Language
+            && LatinAlphabet.Exclude(candidates, probabilities, normalized))
         {
             leader = Array.IndexOf(probabilities, probabilities.Max());
         }

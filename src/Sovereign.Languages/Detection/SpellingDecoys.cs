@@ -40,6 +40,11 @@ namespace Sovereign.Languages;
 /// <c>taxi, bikini</c>); English: the negative suffix <c>-nae</c> (Scots <c>cannae, wouldnae</c>; not the Latin plurals
 /// <c>antennae</c>) and <c>cht</c> (Scots <c>nicht, thocht</c>; English writes <c>ght</c>, <c>cht</c> only in
 /// <c>yacht</c>); Dutch: <c>ae</c> (Zeelandic and West Flemish <c>waer, gaet</c>; Dutch writes <c>aa</c>) and, since round 32, an h dropped at a word's start and written as an apostrophe (<c>'ier, 'eit, 'uus</c>; not Dutch's <c>'em, 'er, 'ie, 'es</c>).</item>
+/// <item>Round 38: Interslavic (Croatian, Bosnian, Serbian, Slovenian, Czech, Slovak, Polish): <c>y</c> in a text
+/// answered as hr/bs/sr/sl (their alphabets lack it), the adjective genitive in <c>-ogo</c>, a standalone <c>v</c> in one
+/// answered as hr/bs/sr (they write <c>u</c>), <c>ě</c> in one answered as Slovak or Polish or after a consonant Czech
+/// never writes it after (<c>prěneseno, lěto</c>), <c>y, ý</c> after Czech's and Slovak's soft consonants, and
+/// <c>č, š, ž, v</c> in one answered as Polish (Belarusian in Latin letters by its <c>ŭ</c>).</item>
 /// </list>
 /// Two words that carry such spellings turn the answer into <c>und</c> (one word can be a name or a loan). Written from
 /// general knowledge of the orthographies, never from an evaluation sentence; checked on every sentence of the
@@ -128,6 +133,7 @@ internal static class SpellingDecoys
         "et" => VoroOtilde(word) || word.Contains('y') ? "vro" : null,
         "fi" => word.Contains('õ') ? "vro" : null,
         "hr" or "bs" or "sr" or "sl" or "cs" or "sk" when InterslavicLetter(word, language) => "isv",
+        "pl" => word.Contains('ŭ') ? "be" : InterslavicLetter(word, language) ? "isv" : null,
         "uk" => word.Contains('ы') ? "rue" : null,
         "ru" => word.IndexOfAny("іїєґ") >= 0 ? "rue" : null,
         "ms" or "id" => word.Contains("eu", StringComparison.Ordinal) || word.Contains('é') ? "su"
@@ -167,8 +173,45 @@ internal static class SpellingDecoys
     // ę, ų (the old nasals; Polish writes ę, Lithuanian ų, none of these), å, ȯ (Interslavic's etymological a and
     // reduced vowel), and ě in a text answered as Croatian, Bosnian, Serbian or Slovenian (Czech writes ě; they write
     // e, ije or je).
+    // Round 38 (session 56), from the alphabets and Interslavic's declension: y in a text answered as Croatian, Bosnian,
+    // Serbian or Slovenian (Gaj's alphabet and Slovenian's have no y; Interslavic writes it in by, my, dobry, stary), ě
+    // in one answered as Slovak or Polish too (neither writes it), č, š, ž and v in one answered as Polish (Polish
+    // writes cz, sz, ż and w; Interslavic č, š, ž and v, as does Belarusian in Latin letters, whose ŭ marks it), and the
+    // adjective's genitive in -ogo (novogo, velikogo, četvrtogo: Polish writes -ego, Czech and Slovak -ého, Slovenian
+    // -ega, Croatian, Bosnian and Serbian -og or -oga; the -ogo words they write are short adverbs - mnogo, dugo - or the
+    // one listed; not in a text answered as Polish, whose pronouns write it: kogo, nikogo).
     private static bool InterslavicLetter(ReadOnlySpan<char> word, string language) =>
-        word.IndexOfAny("ęųåȯ") >= 0 || (language is not "cs" and not "sk" && word.Contains('ě'));
+        word.IndexOfAny(language is "pl" ? "ųåȯ" : "ęųåȯ") >= 0
+        || (language is not "cs" && word.Contains('ě'))
+        || (language is "hr" or "bs" or "sr" or "sl" && word.Contains('y'))
+        || (language is "pl" && word.IndexOfAny("čšžv") >= 0)
+        || (language is not "pl" && AdjectiveGenitiveOgo(word))
+        || (language is "hr" or "bs" or "sr" && word is "v")
+        || (language is "cs" or "sk" && CzechSoftConsonantBreak(word));
+
+    // Round 38: Czech writes ě only after b, p, v, f, m, d, t and n (bě, pě, vě, mě, dě, tě, ně), and neither Czech nor
+    // Slovak writes y or ý after the soft č, š, ž, ř or j (they write i, í: muži, koši, ježí); Interslavic writes ě after
+    // any consonant (prěneseno, lěto, cělo, menzě) and y after them (každy). A single standalone v, a preposition
+    // Croatian, Bosnian and Serbian never write (they write u), marks a text answered as one of them.
+    private static bool CzechSoftConsonantBreak(ReadOnlySpan<char> word)
+    {
+        for (var i = 1; i < word.Length; i++)
+        {
+            if ((word[i] == 'ě' && !"bpvfmdtn".Contains(word[i - 1], StringComparison.Ordinal))
+                || (word[i] is 'y' or 'ý' && "čšžřj".Contains(word[i - 1], StringComparison.Ordinal)))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static readonly FrozenSet<string> OgoWords = Set("premnogo");
+
+    private static bool AdjectiveGenitiveOgo(ReadOnlySpan<char> word) =>
+        word.Length >= 6 && word.EndsWith("ogo", StringComparison.Ordinal) && word.IndexOfAny("'-") < 0
+        && !OgoWords.GetAlternateLookup<ReadOnlySpan<char>>().Contains(word);
 
     // n or m and a consonant at the start of a word (Italian writes neither cluster initially; mn- is Greek).
     private static bool InitialNasalCluster(ReadOnlySpan<char> word) =>
