@@ -833,7 +833,10 @@ public sealed class AuditLog : IAsyncDisposable
         return await FindOpenDecisionsAsync(scope, instance.Gateway, instance.FromSequence, through, instance.Instance, cancellationToken);
     }
 
-    /// <summary>The open-decision search's one pass: a gateway id's inference rows in a sequence range (index <c>audit_entries_gateway_seq</c>).</summary>
+    /// <summary>
+    /// The open-decision search's one pass: a gateway id's inference rows in a sequence range (on PostgreSQL through the
+    /// index <c>audit_entries_gateway_seq</c>; on SQLite, whose one server wrote every row of the range, on the rowid).
+    /// </summary>
     internal const string OpenDecisionsScan =
         "SELECT seq, action, details FROM audit_entries WHERE seq > @after AND seq <= @through AND kind = 'inference' " +
         "AND gateway = @gateway AND action IN (@allowed, @completed, @interrupted, @refused) ORDER BY seq";

@@ -220,7 +220,23 @@ internal static class AuditStore
                 PRIMARY KEY (chain, seq, key_id))
             """,
         ]),
+
+        // SQLite: the index by gateway (audit-005) dropped. One server holds a SQLite file (its server lock), so every
+        // inference entry in the open-decision search's range (since its own last check, or since its own process
+        // registered) is that server's, under its one gateway id: the rowid range reads the same rows the index found,
+        // and the index cost every append a page (2 of a governed request's ~12.5, its decision's and its outcome's).
+        // PostgreSQL keeps it: cluster members share the chain there, and a dead process's range holds every member's rows.
+        new SqlMigration("audit-010-no-gateway-index-on-sqlite", [])
+        {
+            SqliteStatements = ["DROP INDEX IF EXISTS " + GatewayIndex],
+        },
     ];
+
+    /// <summary>
+    /// The index on <c>audit_entries (gateway, seq)</c> that the open-decision search reads on PostgreSQL (migration
+    /// <c>audit-005-entries-by-gateway</c>); a SQLite file has none since <c>audit-010-no-gateway-index-on-sqlite</c>.
+    /// </summary>
+    public const string GatewayIndex = "audit_entries_gateway_seq";
 
     private const string ChainEntriesTable =
         """
