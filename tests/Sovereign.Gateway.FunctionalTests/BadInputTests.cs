@@ -310,6 +310,8 @@ public sealed class BadInputTests(ServerFixture server)
 
         Assert.Equal(413, status);
         Assert.Equal("request_too_large", body.GetProperty("error").GetProperty("code").GetString());
+        // JSON in UTF-8, as every JSON answer (JsonContentTypeTests): it said application/json alone.
+        Assert.Equal("application/json; charset=utf-8", response.Content.Headers.ContentType?.ToString());
         // Kestrel's refusal, answered in the pipeline: OpenAI's headers as on every /v1 answer.
         Assert.Equal("2020-10-01", response.Headers.GetValues("openai-version").Single());
         Assert.True(long.TryParse(response.Headers.GetValues("openai-processing-ms").Single(), out _));

@@ -325,6 +325,8 @@ public sealed class ResponsesStoreTests(ResidencyFixture fixture, FakeChatEngine
         using (var read = await client.GetAsync($"/v1/responses/{stored.Id}"))
         {
             Assert.Equal(HttpStatusCode.OK, read.StatusCode);
+            // The stored object is answered as every JSON answer is (it said application/json alone).
+            Assert.Equal("application/json; charset=utf-8", read.Content.Headers.ContentType?.ToString());
             Assert.Equal("2", read.Headers.GetValues("x-ratelimit-remaining-requests").Single());
         }
 

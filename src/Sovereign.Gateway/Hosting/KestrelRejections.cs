@@ -110,7 +110,7 @@ internal static class KestrelRejections
             text.Append(SovereignGateway.ProcessingMsHeader).Append(": 0\r\n");
         }
 
-        text.Append("Content-Type: application/json\r\nContent-Length: ").Append(body.Length).Append("\r\n\r\n");
+        text.Append("Content-Type: ").Append(OpenAIJson.ContentType).Append("\r\nContent-Length: ").Append(body.Length).Append("\r\n\r\n");
         return [.. Encoding.ASCII.GetBytes(text.ToString()), .. body];
     }
 

@@ -843,7 +843,7 @@ public static class MeteringApi
 
         return format == "csv"
             ? Results.Text(InvoiceFormatter.ToCsv(invoice), "text/csv; charset=utf-8")
-            : Results.Text(InvoiceFormatter.ToJson(invoice), "application/json; charset=utf-8");
+            : Results.Text(InvoiceFormatter.ToJson(invoice), OpenAIJson.ContentType);
     }
 
     /// <summary>

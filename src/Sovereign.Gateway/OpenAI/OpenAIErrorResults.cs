@@ -360,7 +360,7 @@ internal static class OpenAIErrorResults
             context.Response.Headers["x-should-retry"] = "false";
         }
 
-        context.Response.ContentType = "application/json";
+        context.Response.ContentType = OpenAIJson.ContentType;
         await JsonSerializer.SerializeAsync(context.Response.Body, new OpenAIErrorEnvelope(error.ToError()), OpenAIJson.Options, context.RequestAborted);
     }
 

@@ -6,6 +6,13 @@ namespace Sovereign.Gateway.OpenAI;
 /// <summary>The JSON settings of the OpenAI wire format: strict on input types, nulls omitted only where OpenAI omits them.</summary>
 internal static class OpenAIJson
 {
+    /// <summary>
+    /// The media type of every JSON answer of the server, errors included: what ASP.NET Core's JSON results and OpenAI
+    /// say. Errors said <c>application/json</c> alone while successes said this, so a client comparing the header whole,
+    /// or one that decodes by the declared charset, read the two otherwise.
+    /// </summary>
+    public const string ContentType = "application/json; charset=utf-8";
+
     public static readonly JsonSerializerOptions Options = new(JsonSerializerDefaults.Web)
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,

@@ -154,7 +154,7 @@ internal sealed class ResponsesStorage(
         await metering.CountRequestAsync(context, caller);
         var stored = await FindAsync(caller, id, context.RequestAborted) ?? throw NotFound(id);
         await AuditAsync(context, caller, ReadAction(context), id, "response");
-        return TypedResults.Text(stored.ResponseJson, "application/json");
+        return TypedResults.Text(stored.ResponseJson, OpenAIJson.ContentType);
     }
 
     /// <summary>

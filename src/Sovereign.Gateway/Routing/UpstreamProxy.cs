@@ -183,7 +183,7 @@ internal sealed class UpstreamResult(UpstreamUsage? usage, JsonObject? body, boo
         if (body is not null || written is not null)
         {
             context.Response.StatusCode = StatusCodes.Status200OK;
-            context.Response.ContentType = "application/json";
+            context.Response.ContentType = OpenAIJson.ContentType;
             await context.Response.Body.WriteAsync(written ?? JsonSerializer.SerializeToUtf8Bytes(body, OpenAIJson.Options), context.RequestAborted);
         }
         else if (streamed)

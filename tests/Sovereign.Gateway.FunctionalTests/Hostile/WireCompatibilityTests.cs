@@ -59,7 +59,7 @@ public sealed class WireCompatibilityTests(ServerFixture server)
         var response = await RawHttp.SendAsync(server.BaseAddress, Encoding.ASCII.GetBytes(request));
 
         Assert.Equal(status, response.Status);
-        Assert.Equal("application/json", response.Headers["Content-Type"]);
+        Assert.Equal("application/json; charset=utf-8", response.Headers["Content-Type"]);
         Assert.Equal(response.Body.Length.ToString(System.Globalization.CultureInfo.InvariantCulture), response.Headers["Content-Length"]);
         var error = JsonDocument.Parse(response.Body).RootElement.GetProperty("error");
         Assert.Equal(code, error.GetProperty("code").GetString());

@@ -35,7 +35,7 @@ public sealed class AuditUnavailableTests(MeteringFixture fixture) : IClassFixtu
             using var refused = await client.PostAsync("/v1/chat/completions", Chat(stream));
             var text = await refused.Content.ReadAsStringAsync();
             Assert.True(refused.StatusCode == HttpStatusCode.ServiceUnavailable, text);
-            Assert.Equal("application/json", refused.Content.Headers.ContentType?.MediaType);
+            Assert.Equal("application/json; charset=utf-8", refused.Content.Headers.ContentType?.ToString());
             var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
             Assert.Equal("audit_unavailable", error.GetProperty("code").GetString());
             Assert.Equal("server_error", error.GetProperty("type").GetString());

@@ -67,6 +67,7 @@ public sealed class EmbeddingRelayTests(EmbeddingRelayFixture fixture) : IClassF
             using var response = await client.PostAsync("/v1/embeddings", Json($$"""{"model":"{{EmbeddingRelayFixture.ThModel}}","input":"Once upon a time","encoding_format":"{{format}}"}"""));
             var text = await response.Content.ReadAsStringAsync();
             Assert.True(response.StatusCode == HttpStatusCode.OK, text);
+            Assert.Equal("application/json; charset=utf-8", response.Content.Headers.ContentType?.ToString());
             var body = JsonDocument.Parse(text).RootElement;
             Assert.Equal("list", body.GetProperty("object").GetString());
             Assert.Equal(EmbeddingRelayFixture.ThModel, body.GetProperty("model").GetString());

@@ -125,7 +125,7 @@ public sealed class LlamaServerWireTests(ExternalEnginesFixture fixture) : IClas
         var text = await response.Content.ReadAsStringAsync();
 
         Assert.True(response.StatusCode == System.Net.HttpStatusCode.BadRequest, text);
-        Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
+        Assert.Equal("application/json; charset=utf-8", response.Content.Headers.ContentType?.ToString());
         var error = JsonDocument.Parse(text).RootElement.GetProperty("error");
         Assert.StartsWith(engineKind == "vllm" ? "This model's maximum context length" : "the request exceeds the available context size", error.GetProperty("message").GetString(), StringComparison.Ordinal);
         Assert.Equal(engineKind == "vllm" ? "BadRequestError" : "invalid_request_error", error.GetProperty("type").GetString());

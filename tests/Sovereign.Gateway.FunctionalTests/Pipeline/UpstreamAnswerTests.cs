@@ -88,6 +88,8 @@ public sealed class UpstreamAnswerTests(ExternalEnginesFixture fixture) : IClass
         using var response = await client.PostAsync("/v1/chat/completions", request);
 
         Assert.Equal(200, (int)response.StatusCode);
+        // A relayed answer is JSON in UTF-8 as the gateway's own answers are (it said application/json alone).
+        Assert.Equal("application/json; charset=utf-8", response.Content.Headers.ContentType?.ToString());
         var record = await fixture.App.Services.GetRequiredService<UsageLedger>().GetAsync(response.Headers.GetValues("x-sovereign-audit-id").Single());
         Assert.NotNull(record);
         Assert.Equal(UsageOutcome.Completed, record.Outcome);
@@ -312,7 +314,7 @@ public sealed class UpstreamAnswerTests(ExternalEnginesFixture fixture) : IClass
         var body = await response.Content.ReadAsStringAsync();
 
         Assert.Equal(502, (int)response.StatusCode);
-        Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
+        Assert.Equal("application/json; charset=utf-8", response.Content.Headers.ContentType?.ToString());
         Assert.Equal("upstream_invalid_usage", JsonDocument.Parse(body).RootElement.GetProperty("error").GetProperty("code").GetString());
 
         // Nothing reached the client: recorded as failed, at no cost, nothing left reserved.
@@ -500,7 +502,7 @@ public sealed class UpstreamAnswerTests(ExternalEnginesFixture fixture) : IClass
         var error = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
 
         Assert.Equal(status, (int)response.StatusCode);
-        Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
+        Assert.Equal("application/json; charset=utf-8", response.Content.Headers.ContentType?.ToString());
         Assert.Equal((type, param, code), (error.GetProperty("type").GetString(), error.GetProperty("param").GetString(), error.GetProperty("code").GetString()));
         if (message is not null)
         {

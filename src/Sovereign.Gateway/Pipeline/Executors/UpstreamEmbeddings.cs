@@ -110,7 +110,7 @@ internal sealed class UpstreamEmbeddings(UpstreamProxy proxy, GovernedRequest re
         {
             await request.CompleteAsync();
             context.Response.StatusCode = StatusCodes.Status200OK;
-            context.Response.ContentType = "application/json";
+            context.Response.ContentType = OpenAIJson.ContentType;
             await context.Response.Body.WriteAsync(bytes, context.RequestAborted);
         }
         finally
