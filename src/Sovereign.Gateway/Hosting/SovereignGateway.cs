@@ -65,6 +65,8 @@ public static class SovereignGateway
             telemetry.ConfigureResource(resource => resource.AddService(ServiceName));
         }
 
+        // The views' settings, bound as the options bind them (SeriesSettings), once, when the meter provider is built.
+        var seriesSettings = new Lazy<MeteringOptions>(() => SeriesSettings(builder.Configuration));
         telemetry
             .WithMetrics(metrics => metrics
                 // "System.Runtime": the runtime's own meter (GC heap and allocations, thread pool, working set), so
@@ -72,22 +74,12 @@ public static class SovereignGateway
                 .AddMeter(EngineMetrics.MeterName, GenAiMetrics.MeterName, Sovereign.Cluster.Security.ClusterCertificateExpiry.MeterName, Sovereign.Residency.Audit.AuditMetrics.MeterName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel", "System.Runtime")
                 // The money series, one per tenant and currency, each keep a series for every tenant (OpenTelemetry's
                 // default of 2,000 folded the 2,001st tenant's spend and every later one's into otel_metric_overflow).
-                // Read raw, as the body limit above is: the validated options are resolved at start, which reports a bad value.
                 .AddView(instrument => instrument.Meter.Name == EngineMetrics.MeterName && instrument.Name is RequestMetering.SpendMetric or RequestMetering.BudgetRemainingMetric
-                    ? new MetricStreamConfiguration
-                    {
-                        CardinalityLimit = builder.Configuration.GetValue<int?>($"{SovereignOptions.SectionName}:Metering:SpendSeriesLimit") is >= 2_000 and <= 10_000_000 and var limit
-                            ? limit
-                            : MeteringOptions.DefaultSpendSeriesLimit,
-                    }
+                    ? new MetricStreamConfiguration { CardinalityLimit = seriesSettings.Value.SpendSeriesLimit }
                     : null)
                 // The GenAI histograms carry the tenant: OpenTelemetry's 2,000 series each folded every tenant past
                 // about 1,000 into otel_metric_overflow. Their own limit, and a switch that drops the tenant label.
-                .AddView(instrument => GenAiMetrics.View(instrument,
-                    !bool.TryParse(builder.Configuration[$"{SovereignOptions.SectionName}:Metering:GenAiTenantLabel"], out var tenantLabel) || tenantLabel,
-                    int.TryParse(builder.Configuration[$"{SovereignOptions.SectionName}:Metering:GenAiSeriesLimit"], System.Globalization.CultureInfo.InvariantCulture, out var genAiLimit) && genAiLimit is >= 2_000 and <= 10_000_000
-                        ? genAiLimit
-                        : MeteringOptions.DefaultGenAiSeriesLimit))
+                .AddView(instrument => GenAiMetrics.View(instrument, seriesSettings.Value.GenAiTenantLabel, seriesSettings.Value.GenAiSeriesLimit))
                 .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0)); // a scrape shows settled spend at once; /metrics needs the operator token, so scrapes are few
         if (!string.IsNullOrEmpty(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
         {
@@ -109,6 +101,37 @@ public static class SovereignGateway
         services.PostConfigure<LoggerFilterOptions>(filters => KeepOff(filters, HostingDiagnosticsCategory));
         QuietLogging(builder.Logging);
         return builder;
+    }
+
+    /// <summary>
+    /// The metering settings the metrics views use (<see cref="MeteringOptions.SpendSeriesLimit"/>,
+    /// <see cref="MeteringOptions.GenAiSeriesLimit"/>, <see cref="MeteringOptions.GenAiTenantLabel"/>), bound by the
+    /// configuration binder exactly as the options are (its converter reads <c>0x7530</c> as 30,000) but not validated:
+    /// the meter provider is built while the app is built (<c>MapPrometheusScrapingEndpoint</c>), before the start's
+    /// validation, and resolving the validated options there threw <see cref="OptionsValidationException"/> out of the
+    /// build for any other bad setting instead of stopping the start with the message naming it. A value the binder
+    /// refuses, or one outside the validator's range, gives the defaults here: the start stops on it anyway. The views
+    /// read the raw settings each their own way before (the GenAI limit with <c>int.TryParse</c>), so a hexadecimal
+    /// value the options bound as 30,000 left the GenAI histograms at 20,000.
+    /// </summary>
+    internal static MeteringOptions SeriesSettings(IConfiguration configuration)
+    {
+        var bound = new MeteringOptions();
+        try
+        {
+            configuration.GetSection($"{SovereignOptions.SectionName}:Metering").Bind(bound);
+        }
+        catch (InvalidOperationException)
+        {
+            return new MeteringOptions();
+        }
+
+        return new MeteringOptions
+        {
+            SpendSeriesLimit = bound.SpendSeriesLimit is >= MeteringOptions.MinSeriesLimit and <= MeteringOptions.MaxSeriesLimit ? bound.SpendSeriesLimit : MeteringOptions.DefaultSpendSeriesLimit,
+            GenAiSeriesLimit = bound.GenAiSeriesLimit is >= MeteringOptions.MinSeriesLimit and <= MeteringOptions.MaxSeriesLimit ? bound.GenAiSeriesLimit : MeteringOptions.DefaultGenAiSeriesLimit,
+            GenAiTenantLabel = bound.GenAiTenantLabel,
+        };
     }
 
     /// <summary>

@@ -330,6 +330,12 @@ public sealed class MeteringOptions
     /// <summary>Usage records committed since the last fold past which the next fold runs at once (default 256).</summary>
     public int AggregateFoldRecords { get; set; } = 256;
 
+    /// <summary>The least <see cref="SpendSeriesLimit"/> and <see cref="GenAiSeriesLimit"/> the validator accepts.</summary>
+    public const int MinSeriesLimit = 2_000;
+
+    /// <summary>The most <see cref="SpendSeriesLimit"/> and <see cref="GenAiSeriesLimit"/> the validator accepts.</summary>
+    public const int MaxSeriesLimit = 10_000_000;
+
     /// <summary>The default of <see cref="SpendSeriesLimit"/>.</summary>
     public const int DefaultSpendSeriesLimit = 100_000;
 

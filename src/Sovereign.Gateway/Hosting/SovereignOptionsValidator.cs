@@ -169,8 +169,8 @@ internal sealed class SovereignOptionsValidator(IOptions<Cluster.Hosting.Soverei
         Positive(failures, "Sovereign:Metering:RetentionDays", options.Metering.RetentionDays, 1, 36_500);
         Positive(failures, "Sovereign:Metering:AggregateFoldIntervalMs", options.Metering.AggregateFoldIntervalMs, 1, 86_400_000);
         Positive(failures, "Sovereign:Metering:AggregateFoldRecords", options.Metering.AggregateFoldRecords, 1, 10_000_000);
-        Positive(failures, "Sovereign:Metering:SpendSeriesLimit", options.Metering.SpendSeriesLimit, 2_000, 10_000_000);
-        Positive(failures, "Sovereign:Metering:GenAiSeriesLimit", options.Metering.GenAiSeriesLimit, 2_000, 10_000_000);
+        Positive(failures, "Sovereign:Metering:SpendSeriesLimit", options.Metering.SpendSeriesLimit, MeteringOptions.MinSeriesLimit, MeteringOptions.MaxSeriesLimit);
+        Positive(failures, "Sovereign:Metering:GenAiSeriesLimit", options.Metering.GenAiSeriesLimit, MeteringOptions.MinSeriesLimit, MeteringOptions.MaxSeriesLimit);
         if (!string.IsNullOrWhiteSpace(options.Jurisdiction) && !Residency.Jurisdictions.JurisdictionCatalog.Default.IsCountry(options.Jurisdiction))
         {
             failures.Add($"Sovereign:Jurisdiction '{options.Jurisdiction}' is not an ISO 3166-1 alpha-2 country code.");
