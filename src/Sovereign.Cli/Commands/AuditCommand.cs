@@ -374,7 +374,11 @@ internal static class AuditCommand
         {
             Description = "An export of the same log you received before (any range): every sequence at which both files state a hash must agree, an entry it shows in full must not be hidden here, and its entries must not be gone. The operator holds the signing key, so this is what shows a history rewritten and signed again.",
         };
-        var command = new Command("verify-export", "Verify an export offline, with the operator's public key alone.") { file, publicKey, previous, earlierOption };
+        var responsesOption = new Option<FileInfo?>("--responses")
+        {
+            Description = "Responses the client kept, one JSON object a line ({\"status\":200,\"request_id\":..,\"audit_id\":..,\"jurisdiction\":..,\"node\":..,\"id\":..,\"audit_entry\":..}, as tools/audit-verify.mjs --responses reads them): each must have its request's entries (by audit_id, or by the body's id alone), a 200 an allowed decision and an outcome that ran, a 403 a refused decision, and the jurisdiction, node, x-sovereign-audit-entry and body id its entries state.",
+        };
+        var command = new Command("verify-export", "Verify an export offline, with the operator's public key alone.") { file, publicKey, previous, earlierOption, responsesOption };
         command.SetAction(async (result, ct) =>
         {
             var input = result.GetValue(file)!;
@@ -399,6 +403,12 @@ internal static class AuditCommand
             if (result.GetValue(earlierOption) is { Exists: false } missingEarlier)
             {
                 await Console.Error.WriteLineAsync($"sovereign audit verify-export: --earlier {missingEarlier.FullName} does not exist.");
+                return 2;
+            }
+
+            if (result.GetValue(responsesOption) is { Exists: false } missingResponses)
+            {
+                await Console.Error.WriteLineAsync($"sovereign audit verify-export: --responses {missingResponses.FullName} does not exist.");
                 return 2;
             }
 
@@ -439,7 +449,36 @@ internal static class AuditCommand
                 }
             }
 
+            string? responsesLine = null;
+            if (result.GetValue(responsesOption) is { } kept)
+            {
+                // The responses the client kept against the entries (tools/audit-verify.mjs --responses, rule for rule).
+                AuditResponseCheck.Result check;
+                try
+                {
+                    stream.Position = 0;
+                    await using var keptStream = kept.OpenRead();
+                    check = await AuditResponseCheck.CheckAsync(stream, keptStream, ct);
+                }
+                catch (FormatException bad)
+                {
+                    await Console.Error.WriteLineAsync($"sovereign audit verify-export: --responses {kept.FullName}: {Residency.DisplayText.Escaped(bad.Message)}");
+                    return 2;
+                }
+
+                responsesLine = $"Checked {check.ResponsesChecked} kept responses: {(check.Problems.Count == 0 ? "each agrees with its entries." : $"{check.Problems.Count} disagree with the export.")}";
+                if (check.Problems.Count > 0)
+                {
+                    outcome = outcome with { Valid = false, Verdict = AuditVerdict.Tampered, Problems = [.. outcome.Problems, .. check.Problems] };
+                }
+            }
+
             Console.WriteLine($"Checked {outcome.EntriesChecked} entries.");
+            if (responsesLine is not null)
+            {
+                Console.WriteLine(responsesLine);
+            }
+
             stream.Position = 0;
             if (await ScopeLineAsync(stream, ct) is { } scope)
             {

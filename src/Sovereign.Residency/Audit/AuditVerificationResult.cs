@@ -95,6 +95,14 @@ public enum AuditProblemKind
     /// from (<see cref="OperatorKeyHistory"/>): whoever holds the leaked key could have made it.
     /// </summary>
     CompromisedKey,
+
+    /// <summary>
+    /// A response the client kept disagrees with the export (<see cref="AuditResponseCheck"/>): no entry for its
+    /// request or body id, a 200 its entries say was refused or never ran, a 403 without a refused decision, another
+    /// jurisdiction, node or response id than its entries state. Nothing signs a response's headers, so this says the
+    /// two records differ, not which is true.
+    /// </summary>
+    ResponseMismatch,
 }
 
 /// <summary>What one operator key signed among what a verification checked (<see cref="AuditVerificationResult.SignedBy"/>).</summary>
