@@ -810,7 +810,7 @@ internal static class AuditCommand
         };
         var from = new Option<string?>("--from")
         {
-            Description = "Search for a response id from this time on, ISO 8601 (the response's 'created', less a margin; default: the whole log).",
+            Description = "Search for a response id from this time on, ISO 8601 (the response's 'created', less a margin), and list every request that carried it since; default: the log newest first, stopping at the first window (a day, then two, four, ...) that holds it.",
         };
         var json = new Option<bool>("--json") { Description = "Print the entries as GET /admin/v1/audit?id= lists them (data), for scripts." };
         var command = new Command("find",

@@ -833,7 +833,10 @@ public static class AdminApi
             }
         }
 
-        var entries = (await audit.FindRequestAsync(id, from == DateTimeOffset.UnixEpoch ? null : from, tenant, cancellationToken))
+        // Without from, the lookup stops at the newest window holding the id; with a to, that window could lie after it
+        // and hide an earlier match, so the whole log up to it is searched.
+        var start = from != DateTimeOffset.UnixEpoch ? from : to == DateTimeOffset.MaxValue ? (DateTimeOffset?)null : DateTimeOffset.UnixEpoch;
+        var entries = (await audit.FindRequestAsync(id, start, tenant, cancellationToken))
             .Where(e => e.Timestamp < to.ToUnixTimeMilliseconds() && (tenant is null || e.Tenant == tenant)).ToList();
         return new
         {

@@ -776,19 +776,7 @@ public sealed class AuditLog : IAsyncDisposable
 
         SqlDatabase.AddParameter(command, "@limit", (long)query.Limit);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        var entries = new List<AuditEntry>();
-        while (await reader.ReadAsync(cancellationToken))
-        {
-            var chain = reader.GetString(20);
-            if (!AuditStore.TryReadEntry(reader, out var entry, out var error))
-            {
-                throw new FormatException($"Audit entry {reader.GetValue(0)} of {AuditChainScope.Of(chain.Length == 0 ? null : chain).Label} is malformed: {error}");
-            }
-
-            entries.Add(chain.Length == 0 ? entry : entry with { Chain = chain });
-        }
-
-        return entries;
+        return await AuditStore.ReadAcrossChainsAsync(reader, keep: null, cancellationToken);
     }
 
     /// <summary>

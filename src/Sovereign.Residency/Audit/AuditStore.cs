@@ -556,6 +556,32 @@ internal static class AuditStore
         return entries;
     }
 
+    /// <summary>
+    /// Reads the rows of a query across chains, each selected as <see cref="EntryColumns"/> then its chain ('' for the
+    /// shared one, as column 20), into entries with their chain set, keeping those <paramref name="keep"/> accepts (all
+    /// when null); a malformed row throws, naming its sequence and chain. The one reader of <see cref="AuditLog"/>'s
+    /// pages across chains and <see cref="AuditRequestLookup"/>'s matches, which each had their own copy of this loop.
+    /// </summary>
+    public static async Task<List<AuditEntry>> ReadAcrossChainsAsync(DbDataReader reader, Func<AuditEntry, bool>? keep, CancellationToken cancellationToken)
+    {
+        var entries = new List<AuditEntry>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            var chain = reader.GetString(20);
+            if (!TryReadEntry(reader, out var entry, out var error))
+            {
+                throw new FormatException($"Audit entry {reader.GetValue(0)} of {AuditChainScope.Of(chain.Length == 0 ? null : chain).Label} is malformed: {error}");
+            }
+
+            if (keep is null || keep(entry))
+            {
+                entries.Add(chain.Length == 0 ? entry : entry with { Chain = chain });
+            }
+        }
+
+        return entries;
+    }
+
     /// <summary>Maps a row selected with <see cref="EntryColumns"/>; on failure says what is wrong.</summary>
     public static bool TryReadEntry(DbDataReader reader, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out AuditEntry? entry, [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? error)
     {
