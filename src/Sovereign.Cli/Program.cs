@@ -9,23 +9,7 @@ using Sovereign.Cli.Output;
 // Before the commands are built: some keep the console they are given (the registry commands took Spectre's
 // 80-column default, so 'models show' and 'models verify' broke each digest onto a line of its own when piped).
 ConsoleOutput.Configure();
-var root = new RootCommand("Sovereign: an OpenAI-compatible server for open-weight models, with data residency and exact metering.");
-root.Subcommands.Add(ServeCommand.Create());
-root.Subcommands.Add(ModelsCommand.Create());
-root.Subcommands.Add(ChatCommand.Create());
-root.Subcommands.Add(TenantsCommand.Create());
-root.Subcommands.Add(TenantsCommand.CreateKeys());
-root.Subcommands.Add(AdminKeysCommand.Create());
-root.Subcommands.Add(AdminKeysCommand.Create(legacy: true));
-root.Subcommands.Add(OperatorKeyCommand.Create());
-root.Subcommands.Add(NodesCommand.Create());
-root.Subcommands.Add(ClusterCommand.Create());
-root.Subcommands.Add(AuditCommand.Create());
-root.Subcommands.Add(DatabaseCommand.Create());
-foreach (var command in MeteringCommands.Create())
-{
-    root.Subcommands.Add(command);
-}
+var root = SovereignCommands.Root();
 
 var parse = root.Parse(args);
 var name = CommandName(parse);
