@@ -176,6 +176,57 @@ public sealed class OperatorKeyRotationTests
         }
     }
 
+    /// <summary>
+    /// Found by operator1 (session 56) following "Rotating secrets": after <c>admin-keys revoke operator</c>, the revoked
+    /// token got the generic 401 ("needs the operator token; tenant keys are not accepted here"), and the CLI added to
+    /// send the admin-token file's token, the very one refused. A revoked or expired credential is now named, with when,
+    /// as a tenant's revoked or expired key is; any other token still gets the generic answer, with no reason.
+    /// </summary>
+    [Fact]
+    public async Task ARevokedOrExpiredCredential_IsRefusedNamingItAndWhen_OnTheApiMetricsAndTheCli()
+    {
+        var server = new Server();
+        await server.InitializeAsync();
+        try
+        {
+            var created = await server.SendAsync(HttpMethod.Post, "/admin/v1/operator-keys", new { name = "ops-next" }, 201);
+            var secret = created.GetProperty("secret").GetString()!;
+            Assert.Equal(HttpStatusCode.OK, (await AsAsync(server, secret, HttpMethod.Delete, "/admin/v1/operator-keys/operator")).Status);
+
+            foreach (var path in (string[])["/admin/v1/tenants", "/metrics"])
+            {
+                var (status, body) = await AsAsync(server, Configured, HttpMethod.Get, path);
+                Assert.Equal(HttpStatusCode.Unauthorized, status);
+                var error = JsonDocument.Parse(body).RootElement.GetProperty("error");
+                Assert.Equal("invalid_api_key", error.GetProperty("code").GetString());
+                Assert.Matches(@"^The operator credential operator was revoked at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ: use another operator key or token", error.GetProperty("message").GetString());
+            }
+
+            var store = server.App.Services.GetRequiredService<ControlPlaneStore>();
+            var (expiredId, expiredSecret, prefix, hash) = AdminToken.CreateKey();
+            var past = DateTimeOffset.UtcNow.AddMinutes(-1).ToUnixTimeMilliseconds();
+            await store.InsertOperatorKeyAsync(new OperatorKeyRecord(expiredId, "old", prefix, hash, past - 1000, "operator", past, null, null));
+            var (expiredStatus, expiredBody) = await AsAsync(server, expiredSecret, HttpMethod.Get, "/admin/v1/tenants");
+            Assert.Equal(HttpStatusCode.Unauthorized, expiredStatus);
+            var expired = JsonDocument.Parse(expiredBody).RootElement.GetProperty("error");
+            Assert.Equal("key_expired", expired.GetProperty("code").GetString());
+            Assert.StartsWith($"The operator credential {expiredId} expired at ", expired.GetProperty("message").GetString(), StringComparison.Ordinal);
+
+            // A token nobody issued learns nothing more than before.
+            var (_, unknownBody) = await AsAsync(server, "sov-op-guessed-and-wrong", HttpMethod.Get, "/admin/v1/tenants");
+            Assert.Contains("needs the operator token", unknownBody, StringComparison.Ordinal);
+
+            var (exit, _, stderr) = await CliProcess.RunAsync("tenants", "list", "--url", server.Address.ToString(), "--admin-token", Configured);
+            Assert.Equal(1, exit);
+            Assert.Contains("The operator credential operator was revoked at", stderr, StringComparison.Ordinal);
+            Assert.DoesNotContain("give this server's operator token", stderr, StringComparison.Ordinal);
+        }
+        finally
+        {
+            await server.DisposeAsync();
+        }
+    }
+
     /// <summary>The CLI round: create prints the secret on its last line, list shows no secret, revoke with the new key.</summary>
     [Fact]
     public async Task TheCli_CreatesListsAndRevokes_WithTheSecretOnlyOnCreate()

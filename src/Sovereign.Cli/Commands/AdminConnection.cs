@@ -147,7 +147,13 @@ internal sealed class AdminConnection
                 && error.TryGetProperty("message", out var said) && said.ValueKind == JsonValueKind.String
                 ? said.GetString()
                 : text.Length > 0 ? text : $"{response.ReasonPhrase} (no body)";
-            if (response.StatusCode == System.Net.HttpStatusCode.Unauthorized)
+            if (response.StatusCode == System.Net.HttpStatusCode.Unauthorized && message?.StartsWith("The operator credential ", StringComparison.Ordinal) == true)
+            {
+                // The server knows the token and refused it (revoked or expired), naming it: the advice below, to send
+                // the data directory's token, would send the very one refused.
+                message += $" The token sent came from {source}.";
+            }
+            else if (response.StatusCode == System.Net.HttpStatusCode.Unauthorized)
             {
                 // The server says what it needs, not which token this command sent: an operator who followed the README
                 // tour (~/.sovereign) and then started a server on --data-dir /var/lib/sovereign sent the tour's token.

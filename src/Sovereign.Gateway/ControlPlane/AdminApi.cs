@@ -67,8 +67,9 @@ public static class AdminApi
     private static async ValueTask<object?> RequireOperator(EndpointFilterInvocationContext invocation, EndpointFilterDelegate next)
     {
         var context = invocation.HttpContext;
-        var credential = await context.RequestServices.GetRequiredService<AdminToken>().IdentifyAsync(AdminToken.Presented(context), context.RequestAborted)
-            ?? throw OpenAIException.Unauthorized("The admin API needs the operator token (Authorization: Bearer <admin token>); tenant keys are not accepted here.");
+        var (identified, refused) = await context.RequestServices.GetRequiredService<AdminToken>().AuthenticateAsync(AdminToken.Presented(context), context.RequestAborted);
+        var credential = identified
+            ?? throw refused ?? OpenAIException.Unauthorized("The admin API needs the operator token (Authorization: Bearer <admin token>); tenant keys are not accepted here.");
 
         // The audit entries of what it changes name the credential (operator, operator:NAME, operator:NAME/opk_...), never its secret.
         AdminToken.SetActor(context, credential.Actor);

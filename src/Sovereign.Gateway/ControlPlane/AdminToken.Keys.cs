@@ -59,24 +59,34 @@ public sealed partial class AdminToken
     /// cannot be read, a configured token is decided on what this member last read of it and an issued key is refused
     /// (fail closed; event 4164).
     /// </summary>
-    public async ValueTask<OperatorCredential?> IdentifyAsync(string? presented, CancellationToken cancellationToken = default)
+    public async ValueTask<OperatorCredential?> IdentifyAsync(string? presented, CancellationToken cancellationToken = default) =>
+        (await AuthenticateAsync(presented, cancellationToken)).Credential;
+
+    /// <summary>
+    /// As <see cref="IdentifyAsync"/>, with the refusal to answer a credential this server knows but no longer accepts:
+    /// revoked (a configured token or an issued key) or expired (an issued key), naming it and when, as a tenant's revoked
+    /// or expired key is named. The holder of the secret learns only what happened to it; any other token is refused as
+    /// before, without a reason. An operator whose token was revoked was told the admin API "needs the operator token", and
+    /// the CLI added to send the one in the data directory: the very token refused.
+    /// </summary>
+    internal async ValueTask<(OperatorCredential? Credential, OpenAI.OpenAIException? Refused)> AuthenticateAsync(string? presented, CancellationToken cancellationToken = default)
     {
         if (presented is null)
         {
-            return null;
+            return (null, null);
         }
 
         var configured = Identify(presented);
         var issuedShape = presented.StartsWith(KeyPrefix, StringComparison.Ordinal);
         if (configured is null && !issuedShape)
         {
-            return null;
+            return (null, null);
         }
 
         var hash = HashOf(presented);
         if (_store.Value is not { } store)
         {
-            return configured is null ? null : new OperatorCredential(configured, configured, hash);
+            return (configured is null ? null : new OperatorCredential(configured, configured, hash), null);
         }
 
         OperatorKeyRecord? row;
@@ -87,7 +97,7 @@ public sealed partial class AdminToken
         catch (Exception ex) when (ex is System.Data.Common.DbException or TimeoutException || DatabaseHealth.StorageFault(ex) is not null)
         {
             LogOperatorKeysUnreadable(_logger, ex.GetType().Name);
-            return configured is not null && !_configuredRevoked.ContainsKey(hash) ? new OperatorCredential(configured, configured, hash) : null;
+            return (configured is not null && !_configuredRevoked.ContainsKey(hash) ? new OperatorCredential(configured, configured, hash) : null, null);
         }
 
         if (configured is not null)
@@ -96,32 +106,42 @@ public sealed partial class AdminToken
             {
                 _configuredRevoked[hash] = true;
                 LogOperatorKeyRefused(_logger, row.Id, "revoked");
-                return null;
+                return (null, Revoked(configured, row.RevokedAt.Value));
             }
 
             _configuredRevoked.TryRemove(hash, out _);
-            return new OperatorCredential(configured, configured, hash);
+            return (new OperatorCredential(configured, configured, hash), null);
         }
 
         if (row is null || row.Prefix is null)
         {
-            return null;
+            return (null, null);
         }
 
         if (row.RevokedAt is not null)
         {
             LogOperatorKeyRefused(_logger, row.Id, "revoked");
-            return null;
+            return (null, Revoked(row.Id, row.RevokedAt.Value));
         }
 
         if (row.ExpiresAt is { } expires && _time.GetUtcNow().ToUnixTimeMilliseconds() >= expires)
         {
             LogOperatorKeyRefused(_logger, row.Id, "expired");
-            return null;
+            return (null, new OpenAI.OpenAIException(Microsoft.AspNetCore.Http.StatusCodes.Status401Unauthorized,
+                $"The operator credential {row.Id} expired at {Time(expires)}: use another operator key or token (sovereign admin-keys list, run with one, shows them all).",
+                "invalid_request_error", null, "key_expired"));
         }
 
-        return new OperatorCredential(row.Id, ActorForKey(row.Name, row.Id), hash);
+        return (new OperatorCredential(row.Id, ActorForKey(row.Name, row.Id), hash), null);
     }
+
+    /// <summary>The refusal of a revoked operator credential, named by its id (<c>operator</c>, <c>operator:NAME</c>, <c>opk_...</c>).</summary>
+    private static OpenAI.OpenAIException Revoked(string id, long revokedAt) => OpenAI.OpenAIException.Unauthorized(
+        $"The operator credential {id} was revoked at {Time(revokedAt)}: use another operator key or token (sovereign admin-keys list, run with one, "
+        + "shows them all; with none left, see \"Locked out\" in the operator guide).");
+
+    private static string Time(long unixMilliseconds) =>
+        DateTimeOffset.FromUnixTimeMilliseconds(unixMilliseconds).ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>Whether a presented bearer token is an operator credential now (<see cref="IdentifyAsync"/>).</summary>
     public async ValueTask<bool> MatchesAsync(string? presented, CancellationToken cancellationToken = default) =>

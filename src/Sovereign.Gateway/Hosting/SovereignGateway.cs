@@ -272,14 +272,15 @@ public static class SovereignGateway
 
     private static void RequireOperatorToken(IApplicationBuilder branch) => branch.Use(async (context, next) =>
     {
-        if (await context.RequestServices.GetRequiredService<AdminToken>().MatchesAsync(AdminToken.Presented(context), context.RequestAborted))
+        var (credential, refused) = await context.RequestServices.GetRequiredService<AdminToken>().AuthenticateAsync(AdminToken.Presented(context), context.RequestAborted);
+        if (credential is not null)
         {
             await next(context);
             return;
         }
 
         GatewayLog.MetricsScrapeRefused(context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(GatewayLog.RequestsCategory));
-        throw OpenAIException.Unauthorized("/metrics needs the operator token (Authorization: Bearer <admin token>).");
+        throw refused ?? OpenAIException.Unauthorized("/metrics needs the operator token (Authorization: Bearer <admin token>).");
     });
     /// <summary>OpenAI's API version header, as OpenAI states it on every answer (the version its REST API has kept).</summary>
     internal const string OpenAIVersionHeader = "openai-version";
