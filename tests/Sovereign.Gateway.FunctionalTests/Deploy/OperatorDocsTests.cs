@@ -21,6 +21,9 @@ public sealed partial class OperatorDocsTests
 {
     private static readonly string[] Documents = ["README.md", "docs/operator-guide.md"];
 
+    /// <summary>Every document an operator or a tenant developer reads for settings and events.</summary>
+    private static readonly string[] AllDocuments = [.. Documents, "docs/architecture.md", "docs/openai-compatibility.md", "docs/language-tax.md"];
+
     /// <summary>Names the docs use to explain the form of a setting, not a setting.</summary>
     private static readonly HashSet<string> NotSettings = new(StringComparer.Ordinal)
     {
@@ -132,7 +135,7 @@ public sealed partial class OperatorDocsTests
     [Fact]
     public void Docs_EverySovereignSetting_BindsAnOption()
     {
-        var names = Documents.SelectMany(SettingNames).Where(n => !NotSettings.Contains(n.Name)).ToList();
+        var names = AllDocuments.SelectMany(SettingNames).Where(n => !NotSettings.Contains(n.Name)).ToList();
         Assert.True(names.Count >= 80, $"found only {names.Count} setting names");
 
         var failures = names
@@ -215,6 +218,20 @@ public sealed partial class OperatorDocsTests
         Assert.True(failures.Count == 0, "the operator guide's events table and the code disagree:\n" + string.Join("\n", failures));
     }
 
+    /// <summary>An event named in the docs' prose ("event 4124", "events 4160 and 4161") has a row in the events table.</summary>
+    [Fact]
+    public void Docs_EveryEventNamedInProse_IsInTheEventsTable()
+    {
+        var table = EventsTable();
+        var named = AllDocuments.SelectMany(document => Regex.Matches(File.ReadAllText(Path.Combine(RepositoryRoot(), document)), @"\bevents? (\d{4}(?:(?:, | and | or |/| then )\d{4})*)")
+            .SelectMany(m => Regex.Matches(m.Groups[1].Value, @"\d{4}").Select(id => (Where: document, Id: int.Parse(id.Value, System.Globalization.CultureInfo.InvariantCulture)))))
+            .ToList();
+        Assert.True(named.Count >= 100, $"found only {named.Count} events named in prose");
+
+        var missing = named.Where(n => !table.ContainsKey(n.Id)).Select(n => $"{n.Where}: {n.Id}").Distinct().ToList();
+        Assert.True(missing.Count == 0, "events named in the docs with no row in the guide's events table:\n" + string.Join("\n", missing));
+    }
+
     [Theory]
     [InlineData("Sovereign:Jurisdicton")]
     [InlineData("Sovereign:Cluster:Reddis")]
@@ -265,7 +282,9 @@ public sealed partial class OperatorDocsTests
             string? previous = null;
             foreach (Match match in SettingName().Matches(lines[i]))
             {
-                var raw = match.Value.TrimEnd(':', '_', '.');
+                // "<Sovereign:Cluster:Secret>" and "Sovereign:Languages:*" (every setting of the section) name the setting or section before.
+                var raw = match.Value.TrimEnd(':', '_', '.', '*');
+                raw = raw.Contains('<', StringComparison.Ordinal) ? raw : raw.TrimEnd('>').TrimEnd(':', '_', '.');
                 string name;
                 if (raw.StartsWith("__", StringComparison.Ordinal))
                 {
