@@ -218,6 +218,48 @@ public sealed partial class OperatorDocsTests
         Assert.True(failures.Count == 0, "the operator guide's events table and the code disagree:\n" + string.Join("\n", failures));
     }
 
+    /// <summary>
+    /// The other way round: every setting the start binds (the options classes under <c>Sovereign</c>, list items and
+    /// dictionary values included) is named in README.md or the operator guide. Found by operator1 (session 56):
+    /// <c>serve</c> told an operator to set <c>Sovereign__AnonymousAccess=false</c>, which no document named, nor
+    /// <c>JurisdictionGroups</c>, <c>TestModel</c>, four <c>Limits</c> and six language detector settings.
+    /// </summary>
+    [Fact]
+    public void Options_EverySetting_IsNamedInTheOperatorDocs()
+    {
+        var docs = string.Concat(Documents.Select(d => File.ReadAllText(Path.Combine(RepositoryRoot(), d))));
+        var settings = new SortedSet<string>(StringComparer.Ordinal);
+        Collect(typeof(SovereignOptions), "Sovereign", settings, 0);
+        Collect(typeof(Sovereign.Cluster.Hosting.SovereignClusterOptions), "Sovereign:Cluster", settings, 0);
+        Collect(typeof(Sovereign.Cluster.Grains.TenantMoneyOptions), "Sovereign:Metering", settings, 0);
+        Assert.True(settings.Count >= 100, $"found only {settings.Count} settings");
+
+        var unnamed = settings.Where(s => !Regex.IsMatch(docs, $"(?<![A-Za-z]){Regex.Escape(s[(s.LastIndexOf(':') + 1)..])}(?![A-Za-z])")).ToList();
+        Assert.True(unnamed.Count == 0, "settings no operator document names:\n" + string.Join("\n", unnamed));
+
+        static void Collect(Type type, string path, ISet<string> settings, int depth)
+        {
+            foreach (var property in type.GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanWrite && p.GetIndexParameters().Length == 0))
+            {
+                if (property.Name == "Cluster" && type == typeof(SovereignOptions))
+                {
+                    continue; // its own options, collected apart
+                }
+
+                var name = $"{path}:{property.Name}";
+                settings.Add(name);
+                var value = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
+                var element = value.IsGenericType && value.GetGenericTypeDefinition() == typeof(Dictionary<,>) ? value.GetGenericArguments()[1]
+                    : value.IsGenericType && value.GetGenericTypeDefinition() == typeof(List<>) ? value.GetGenericArguments()[0]
+                    : value;
+                if (depth < 4 && element.IsClass && element != typeof(string) && !element.IsGenericType && element.Namespace?.StartsWith("Sovereign", StringComparison.Ordinal) == true)
+                {
+                    Collect(element, name, settings, depth + 1);
+                }
+            }
+        }
+    }
+
     /// <summary>An event named in the docs' prose ("event 4124", "events 4160 and 4161") has a row in the events table.</summary>
     [Fact]
     public void Docs_EveryEventNamedInProse_IsInTheEventsTable()
