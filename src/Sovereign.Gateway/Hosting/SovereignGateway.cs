@@ -98,7 +98,15 @@ public static class SovereignGateway
         // while that category is enabled at Critical, for no listener (a tracing exporter still gets its spans: its
         // listener asks for them). Added after configuration binding, for every provider a setting names, so it wins
         // over a configured rule (a Logging:Console:LogLevel:Default of Trace switched the request lines back on).
-        services.PostConfigure<LoggerFilterOptions>(filters => KeepOff(filters, HostingDiagnosticsCategory));
+        // Kestrel's bad-request lines (Debug, category BadRequests) quote what it refused whenever its category is at
+        // Information or below: a malformed request target with its query string (?api_key=...), or a header line with
+        // its value (an Authorization header with a stray byte). Off as well: each refusal is still answered with its
+        // status and OpenAI's error body (KestrelRejections), and the connection's other Kestrel lines still show.
+        services.PostConfigure<LoggerFilterOptions>(filters =>
+        {
+            KeepOff(filters, HostingDiagnosticsCategory);
+            KeepOff(filters, KestrelBadRequestsCategory);
+        });
         QuietLogging(builder.Logging);
         return builder;
     }
@@ -269,6 +277,9 @@ public static class SovereignGateway
 
     /// <summary>The category of ASP.NET Core's request start/finish log lines (URL with query string).</summary>
     internal const string HostingDiagnosticsCategory = "Microsoft.AspNetCore.Hosting.Diagnostics";
+
+    /// <summary>The category of Kestrel's lines about requests it refused (the refused target or header quoted).</summary>
+    internal const string KestrelBadRequestsCategory = "Microsoft.AspNetCore.Server.Kestrel.BadRequests";
 
     private static void RequireOperatorToken(IApplicationBuilder branch) => branch.Use(async (context, next) =>
     {

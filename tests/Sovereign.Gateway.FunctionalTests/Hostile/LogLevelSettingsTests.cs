@@ -68,6 +68,25 @@ public sealed class LogLevelSettingsTests : IDisposable
         Assert.False(hosting.IsEnabled(LogLevel.Critical));
     }
 
+    /// <summary>
+    /// Kestrel's lines about requests it refused quote the refused target (query string included) or header line
+    /// (value included) once its category is at Information or below: off whatever the settings say, as the request lines.
+    /// </summary>
+    [Theory]
+    [InlineData("Logging:LogLevel:Microsoft.AspNetCore")]
+    [InlineData("Logging:LogLevel:Microsoft.AspNetCore.Server.Kestrel.BadRequests")]
+    [InlineData("Logging:Console:LogLevel:Default")]
+    [InlineData("Logging:Console:LogLevel:Microsoft.AspNetCore.Server.Kestrel.*")]
+    public async Task KestrelBadRequests_StayOff_WhateverTheSettingsSay(string setting)
+    {
+        await using var app = Build(new() { [setting] = "Trace" });
+        var loggers = app.Services.GetRequiredService<ILoggerFactory>();
+
+        Assert.False(loggers.CreateLogger("Microsoft.AspNetCore.Server.Kestrel.BadRequests").IsEnabled(LogLevel.Critical));
+        // Kestrel's other lines (connections opened and closed) are raised as the setting says.
+        Assert.Equal(!setting.EndsWith("BadRequests", StringComparison.Ordinal), loggers.CreateLogger("Microsoft.AspNetCore.Server.Kestrel.Connections").IsEnabled(LogLevel.Debug));
+    }
+
     private Microsoft.AspNetCore.Builder.WebApplication Build(Dictionary<string, string?> logging)
     {
         var overrides = new Dictionary<string, string?>(logging) { ["Sovereign:BuiltInEmbeddings"] = "false" };
