@@ -58,32 +58,48 @@ public sealed class QueuedCancellationTests(QueuedCancellationFixture fixture) :
             ? served.Batcher! : throw new InvalidOperationException();
 
         // The engine takes 3 steps (prefill and two tokens), then holds until it is woken (a request, a cancellation),
-        // so the first request keeps the model's one slot while the second waits behind it.
+        // so the first request keeps the model's one slot while the second waits behind it. The hook says when the loop
+        // holds with the first request running, and when it holds with the second waiting in the queue too.
         var steps = 0;
+        var firstRunning = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var secondWaiting = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         batcher.BeforeStep = async woken =>
         {
             if (Interlocked.Increment(ref steps) > 3)
             {
+                if (batcher.RunningCount == 1)
+                {
+                    firstRunning.TrySetResult();
+                    if (batcher.WaitingCount == 1)
+                    {
+                        secondWaiting.TrySetResult();
+                    }
+                }
+
                 await woken;
             }
         };
+        using var books = new BooksClosedListener();
         using var first = await fixture.NewTenantAsync();
         using var second = await fixture.NewTenantAsync();
         HttpResponseMessage? running = null;
         try
         {
+            // The bounds only turn a hang into a failure.
             running = await StartStreamAsync(first);
-            await WaitForAsync(() => batcher.RunningCount == 1, "the first request to run");
+            await firstRunning.Task.WaitAsync(TimeSpan.FromMinutes(2));
 
             // The second stream's headers and role chunk leave before the engine takes it; it waits in the queue.
             using var waiting = await StartStreamAsync(second);
             var requestId = waiting.Headers.GetValues("x-sovereign-audit-id").Single();
-            await WaitForAsync(() => batcher.WaitingCount == 1, "the second request to wait in the model's queue");
+            await secondWaiting.Task.WaitAsync(TimeSpan.FromMinutes(2));
 
-            // Its client leaves before the engine ever took it.
+            // Its client leaves before the engine ever took it; its books close (record committed, reservation settled).
             waiting.Dispose();
-            var record = await WaitForRecordAsync(requestId);
+            await books.ClosedForRequestAsync(requestId);
+            var record = await Ledger.GetAsync(requestId);
 
+            Assert.NotNull(record);
             Assert.Equal(UsageOutcome.Cancelled, record.Outcome);
             Assert.True(record is { PromptTokens: 0, CompletionTokens: 0, CachedTokens: 0 }, record.ToString());
             Assert.Equal((0m, 0m), (record.Cost, record.ComputeSeconds));
@@ -102,36 +118,5 @@ public sealed class QueuedCancellationTests(QueuedCancellationFixture fixture) :
         var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         return response;
-    }
-
-    private async Task<UsageRecord> WaitForRecordAsync(string requestId)
-    {
-        for (var attempt = 0; attempt < 600; attempt++)
-        {
-            if (await Ledger.GetAsync(requestId) is { } record)
-            {
-                return record;
-            }
-
-            await Task.Delay(50);
-        }
-
-        throw new Xunit.Sdk.XunitException($"No usage record for {requestId} after 30 s.");
-    }
-
-    /// <summary>Waits for a state the server reaches on its own (no timing is asserted; the limit only bounds a hang).</summary>
-    private static async Task WaitForAsync(Func<bool> probe, string what)
-    {
-        for (var attempt = 0; attempt < 3000; attempt++)
-        {
-            if (probe())
-            {
-                return;
-            }
-
-            await Task.Delay(10);
-        }
-
-        throw new Xunit.Sdk.XunitException($"Waited 30 s for {what}.");
     }
 }
