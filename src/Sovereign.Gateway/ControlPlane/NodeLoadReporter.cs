@@ -34,6 +34,12 @@ internal sealed partial class NodeLoadReporter(
     /// <summary>How often a GPU node asks nvidia-smi again for its GPUs' memory in use (an engine's allocations change it).</summary>
     public static readonly TimeSpan AcceleratorRefresh = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// Raised after each report the registry took, with the load reported (and the directory invalidated when the row
+    /// changed): tests wait on it for a report that follows a change, rather than on time.
+    /// </summary>
+    internal event Action<NodeLoad>? Reported;
+
     private readonly SemaphoreSlim _changed = new(0, 1);
     private IReadOnlyList<Accelerator> _accelerators = [];
 
@@ -124,10 +130,14 @@ internal sealed partial class NodeLoadReporter(
                     var kvUse = await ProbeEnginesAsync(stoppingToken);
                     await RefreshAcceleratorsAsync(stoppingToken);
                     var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-                    if (await nodes.Registry.ReportAsync(options.Value.NodeId, ModelsOf(catalog, options.Value.Limits.RouteQueue, engines), new NodeLoad(now, LoadOf(catalog, gates, options.Value.NodeId, engines, kvUse, relays), _accelerators, AvailableOf(catalog), DeviceClasses.Canonical(cluster.Value.DeviceClass) ?? DeviceClasses.Of(_accelerators))))
+                    var models = ModelsOf(catalog, options.Value.Limits.RouteQueue, engines);
+                    var load = new NodeLoad(now, LoadOf(catalog, gates, options.Value.NodeId, engines, kvUse, relays), _accelerators, AvailableOf(catalog), DeviceClasses.Canonical(cluster.Value.DeviceClass) ?? DeviceClasses.Of(_accelerators));
+                    if (await nodes.Registry.ReportAsync(options.Value.NodeId, models, load))
                     {
                         nodes.Invalidate();
                     }
+
+                    Reported?.Invoke(load);
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException)
                 {

@@ -125,6 +125,17 @@ public sealed class NotLoadedModelTests : IDisposable
         using var capture = new CapturingLoggerProvider(captured);
         app.Services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>().AddProvider(capture);
 
+        // The node reports its load at once when a model unloads: the report that lists both as not loaded.
+        var reporter = app.Services.GetServices<Microsoft.Extensions.Hosting.IHostedService>().OfType<Sovereign.Gateway.ControlPlane.NodeLoadReporter>().Single();
+        var listed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        reporter.Reported += load =>
+        {
+            if (load.Available is { } available && available.Contains(Model) && available.Contains("all-MiniLM-L6-v2"))
+            {
+                listed.TrySetResult();
+            }
+        };
+
         // The first request after the unload: this node's row in the registry may not say so yet.
         Assert.Equal(200, (int)(await admin.PostAsync($"/admin/v1/models/{Model}/unload", null)).StatusCode);
         Assert.Equal(200, (int)(await admin.PostAsync("/admin/v1/models/all-MiniLM-L6-v2/unload", null)).StatusCode);
@@ -146,17 +157,11 @@ public sealed class NotLoadedModelTests : IDisposable
 
         // This node's row in the registry lists them as not loaded, so a gateway of a cluster answers 503 for them too:
         // only the registry's models were listed, so a configured model or the built-in embedding model was a 404 there.
-        string[] available = [];
-        for (var attempt = 0; attempt < 600 && !(available.Contains(Model) && available.Contains("all-MiniLM-L6-v2")); attempt++)
-        {
-            await Task.Delay(50);
-            var node = JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/nodes")).RootElement.GetProperty("data").EnumerateArray()
-                .Single(n => n.GetProperty("id").GetString() == "here-1");
-            available = node.GetProperty("load").ValueKind == JsonValueKind.Object
-                ? [.. node.GetProperty("load").GetProperty("available").EnumerateArray().Select(m => m.GetString()!)]
-                : [];
-        }
-
+        // (The bound only turns a hang into a failure.)
+        await listed.Task.WaitAsync(TimeSpan.FromMinutes(2));
+        var node = JsonDocument.Parse(await admin.GetStringAsync("/admin/v1/nodes")).RootElement.GetProperty("data").EnumerateArray()
+            .Single(n => n.GetProperty("id").GetString() == "here-1");
+        string[] available = [.. node.GetProperty("load").GetProperty("available").EnumerateArray().Select(m => m.GetString()!)];
         Assert.Contains(Model, available);
         Assert.Contains("all-MiniLM-L6-v2", available);
 
