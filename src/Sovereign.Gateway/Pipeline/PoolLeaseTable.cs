@@ -111,6 +111,12 @@ internal sealed class PoolLeaseTableGrain(PoolLeaseTable table, ILocalSiloDetail
 /// </summary>
 internal sealed class PoolSlotClient(IGrainFactory grains, PoolLeaseTable table, ILogger<PoolSlotClient> logger)
 {
+    /// <summary>
+    /// Raised with each answer the gate gives a request here (queued, granted, refused), once the gate has counted it:
+    /// tests wait on it for a request to hold its slot or to wait for one, rather than on time.
+    /// </summary>
+    internal event Action<PoolSlotRequest, PoolSlotState>? Answered;
+
     /// <summary>A slot for <paramref name="slot"/>, given back when the lease is disposed; throws the OpenAI error to answer with otherwise.</summary>
     public async ValueTask<IAsyncDisposable> AcquireAsync(PoolSlotRequest slot, string requestId, CancellationToken aborted)
     {
@@ -122,9 +128,11 @@ internal sealed class PoolSlotClient(IGrainFactory grains, PoolLeaseTable table,
         try
         {
             answer = await gate.AcquireAsync(slot);
+            Answered?.Invoke(slot, answer.State);
             while (answer.State == PoolSlotState.Queued)
             {
                 answer = await gate.AwaitAsync(slot.Ticket).WaitAsync(aborted);
+                Answered?.Invoke(slot, answer.State);
             }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)

@@ -215,13 +215,22 @@ public sealed class PoolsTests(PoolsFixture fixture) : IClassFixture<PoolsFixtur
     [Fact]
     public async Task AReservedTenant_GetsItsSlot_WhileAnotherTenantSaturatesThePool()
     {
-        var (_, busy) = await fixture.NewTenantAsync("free");
-        var (_, gold) = await fixture.NewTenantAsync("gold");
+        var (busyTenant, busy) = await fixture.NewTenantAsync("free");
+        var (goldTenant, gold) = await fixture.NewTenantAsync("gold");
         using var busyClient = busy;
         using var goldClient = gold;
         var batcher = fixture.App.Services.GetRequiredService<ModelCatalog>().TryGet(PoolsFixture.Model, out var served) ? served.Batcher! : throw new InvalidOperationException();
         var pools = fixture.App.Services.GetRequiredService<PoolAdmission>();
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        // The pool gate's answers, per tenant: granted (the request holds its slot) or queued (it waits for one).
+        var answers = new System.Collections.Concurrent.ConcurrentDictionary<(string Tenant, PoolSlotState State), TaskCompletionSource>();
+        TaskCompletionSource Answer(string tenant, PoolSlotState state) =>
+            answers.GetOrAdd((tenant, state), static _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        Task Answered(string tenant, PoolSlotState state) => Answer(tenant, state).Task.WaitAsync(TimeSpan.FromMinutes(2)); // a bound for a hang only
+        void OnAnswer(PoolSlotRequest slot, PoolSlotState state) => Answer(slot.TenantId, state).TrySetResult();
+        var slots = fixture.App.Services.GetRequiredService<PoolSlotClient>();
+        slots.Answered += OnAnswer;
 
         // The engine holds every step until released, so whatever is admitted stays running.
         batcher.BeforeStep = async _ => await release.Task;
@@ -229,14 +238,19 @@ public sealed class PoolsTests(PoolsFixture fixture) : IClassFixture<PoolsFixtur
         {
             var first = busyClient.PostAsync("/v1/chat/completions", Chat(4));
             Task<PoolSlotCounts> Gold() => pools.CountsAsync(PoolsFixture.Pool, PoolsFixture.Model, "gold");
-            await WaitForAsync(async () => (await Gold()).UnreservedRunning == 1, "the first request to take the unreserved slot");
+            await Answered(busyTenant, PoolSlotState.Granted);
+            Assert.Equal(1, (await Gold()).UnreservedRunning);
+
+            // Only the second request's answer counts as its wait (not one the first may have had before its grant).
+            answers.TryRemove((busyTenant, PoolSlotState.Queued), out _);
             var second = busyClient.PostAsync("/v1/chat/completions", Chat(4));
-            await WaitForAsync(async () => (await Gold()).Waiting == 1, "the second request to wait");
+            await Answered(busyTenant, PoolSlotState.Queued);
+            Assert.Equal(1, (await Gold()).Waiting);
 
             // One of the pool's 2 slots is idle, but it is gold's: the second request keeps waiting. Gold gets it at once.
             Assert.Equal(0, (await Gold()).ReservedRunning);
             var reserved = goldClient.PostAsync("/v1/chat/completions", Chat(4));
-            await WaitForAsync(async () => (await Gold()).ReservedRunning == 1, "gold's request to take its reserved slot");
+            await Answered(goldTenant, PoolSlotState.Granted);
             Assert.Equal(new PoolSlotCounts(1, 1, 1), await Gold());
             Assert.False(second.IsCompleted);
 
@@ -249,6 +263,7 @@ public sealed class PoolsTests(PoolsFixture fixture) : IClassFixture<PoolsFixtur
         }
         finally
         {
+            slots.Answered -= OnAnswer;
             batcher.BeforeStep = null;
             release.TrySetResult();
         }
@@ -279,21 +294,5 @@ public sealed class PoolsTests(PoolsFixture fixture) : IClassFixture<PoolsFixtur
         {
             await fixture.SendAsync(HttpMethod.Put, "/admin/v1/plans/gold", new { reservations = new[] { new { pool = PoolsFixture.Pool, slots = 1 } } }, 200);
         }
-    }
-
-    /// <summary>Waits for a state the server reaches on its own (no timing is asserted; the limit only bounds a hang).</summary>
-    private static async Task WaitForAsync(Func<Task<bool>> probe, string what)
-    {
-        for (var attempt = 0; attempt < 3000; attempt++)
-        {
-            if (await probe())
-            {
-                return;
-            }
-
-            await Task.Delay(10);
-        }
-
-        throw new Xunit.Sdk.XunitException($"Waited 30 s for {what}.");
     }
 }
