@@ -16,8 +16,13 @@ namespace Sovereign.Gateway.FunctionalTests.Pipeline;
 /// held frees its slot at once.
 /// </summary>
 [Collection(MeteringCollection.Name)]
-public sealed class ConstrainedSamplingFairnessTests(MeteringFixture fixture)
+public sealed class ConstrainedSamplingFairnessTests(MeteringFixture fixture) : IDisposable
 {
+    // Created with the test, before any request: it sees every request's books close.
+    private readonly BooksClosedListener _books = new();
+
+    public void Dispose() => _books.Dispose();
+
     // Generous: reached only when the behaviour under test is broken (the loop waits on the held sampling).
     private static readonly TimeSpan Broken = TimeSpan.FromSeconds(60);
 
@@ -144,20 +149,14 @@ public sealed class ConstrainedSamplingFairnessTests(MeteringFixture fixture)
     private static decimal ExpectedCost(UsageRecord record) =>
         Math.Round((record.PromptTokens * MeteringFixture.InputPerMillion + record.CompletionTokens * MeteringFixture.OutputPerMillion) / 1_000_000m, 6);
 
-    /// <summary>Waits for the request's usage record: the server writes it when the request ends.</summary>
+    /// <summary>
+    /// The request's usage record, read once its books have closed (its record committed, its reservation settled);
+    /// the server closes them when the request ends, a client that left included. The listener's bound only turns a
+    /// hang into a failure.
+    /// </summary>
     private async Task<UsageRecord> WaitForRecordAsync(string requestId)
     {
-        var ledger = fixture.App.Services.GetRequiredService<UsageLedger>();
-        for (var attempt = 0; attempt < 600; attempt++)
-        {
-            if (await ledger.GetAsync(requestId) is { } record)
-            {
-                return record;
-            }
-
-            await Task.Delay(50);
-        }
-
-        throw new Xunit.Sdk.XunitException($"No usage record for {requestId} after 30 s.");
+        await _books.ClosedForRequestAsync(requestId);
+        return await fixture.App.Services.GetRequiredService<UsageLedger>().GetAsync(requestId) ?? throw new Xunit.Sdk.XunitException($"No usage record for {requestId} after its books closed.");
     }
 }
