@@ -14,8 +14,13 @@ namespace Sovereign.Gateway.FunctionalTests.Pipeline;
 /// leaves mid-stream pays for the tokens it was sent), what was refused before any work is not.
 /// </summary>
 [Collection(MeteringCollection.Name)]
-public sealed class AccountingOnEveryExitTests(MeteringFixture fixture)
+public sealed class AccountingOnEveryExitTests(MeteringFixture fixture) : IDisposable
 {
+    // Created with the test, before any request: it sees every request's books close.
+    private readonly BooksClosedListener _books = new();
+
+    public void Dispose() => _books.Dispose();
+
     private static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
 
     private const string LongStory = """{"model":"stories","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":200,"temperature":0,"stream":true}""";
@@ -351,19 +356,14 @@ public sealed class AccountingOnEveryExitTests(MeteringFixture fixture)
         return (requestId, chunks);
     }
 
-    /// <summary>Waits for the request's usage record: the server writes it when it notices the client left.</summary>
+    /// <summary>
+    /// The request's usage record, read once its books have closed (its record committed, its reservation settled);
+    /// the server closes them when the request ends, a client that left included. The listener's bound only turns a
+    /// hang into a failure.
+    /// </summary>
     private async Task<UsageRecord> WaitForRecordAsync(string requestId)
     {
-        for (var attempt = 0; attempt < 600; attempt++)
-        {
-            if (await Ledger.GetAsync(requestId) is { } record)
-            {
-                return record;
-            }
-
-            await Task.Delay(50);
-        }
-
-        throw new Xunit.Sdk.XunitException($"No usage record for {requestId} after 30 s.");
+        await _books.ClosedForRequestAsync(requestId);
+        return await Ledger.GetAsync(requestId) ?? throw new Xunit.Sdk.XunitException($"No usage record for {requestId} after its books closed.");
     }
 }
