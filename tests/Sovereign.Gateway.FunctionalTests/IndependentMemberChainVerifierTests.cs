@@ -193,7 +193,7 @@ public sealed class IndependentMemberChainVerifierTests : IAsyncLifetime
         var (exit, stdout, stderr) = await CliProcess.RunAsync("audit", "verify-export", later, "--public-key", PublicKey, "--earlier", earlier);
         Assert.True(exit == 0, stdout + stderr);
         Assert.Contains("It agrees with the earlier export earlier.jsonl", stdout, StringComparison.Ordinal);
-        Assert.Contains("The file holds every tenant's entries written from 1970-01-01T00:00:00.000Z", stdout, StringComparison.Ordinal);
+        Assert.Contains("The file holds every tenant's entries since the log's start up to (not including) ", stdout, StringComparison.Ordinal);
         var (mjsExit, mjsOut, mjsErr) = await AuditVerifyScript.RunSplitAsync(later, PublicKey, "--earlier", earlier);
         Assert.True(mjsExit == 0, mjsOut + mjsErr);
 

@@ -558,7 +558,10 @@ internal static class AuditCommand
                 && root.TryGetProperty("lastSequence", out var last) && last.ValueKind == System.Text.Json.JsonValueKind.Number
                 ? string.Create(CultureInfo.InvariantCulture, $", sequences {first.GetInt64()}..{last.GetInt64()}")
                 : root.TryGetProperty("chains", out _) ? ", every chain of the log (below)" : ", no entry";
-            return $"The file holds {whose} written from {Time(root.GetProperty("from"))} up to (not including) {Time(root.GetProperty("to"))}{sequences}; "
+            // An export made without --from starts at 0 (the Unix epoch): say "the log's start", not 1970.
+            var from = root.GetProperty("from");
+            var since = from.TryGetInt64(out var fromMs) && fromMs == 0 ? "since the log's start" : $"written from {Time(from)}";
+            return $"The file holds {whose} {since} up to (not including) {Time(root.GetProperty("to"))}{sequences}; "
                 + $"made {Time(root.GetProperty("createdAt"))}: a request answered after that, or outside that range, is not in it.";
         }
         catch (Exception ex) when (ex is System.Text.Json.JsonException or InvalidOperationException or KeyNotFoundException or FormatException)
