@@ -6,6 +6,8 @@ using Sovereign.Cli.Commands;
 using Sovereign.Inference.Engine;
 using Xunit.Abstractions;
 
+using static Sovereign.Gateway.FunctionalTests.Hostile.HostileAnswers;
+
 namespace Sovereign.Gateway.FunctionalTests.Hostile;
 
 /// <summary>
@@ -129,44 +131,4 @@ public sealed class HostileRequestFuzzTests(HostileServerFixture server, ITestOu
             return null;
         }
     }
-
-    /// <summary>Null when the body is OpenAI's error object with message, type, param and code.</summary>
-    private static string? ErrorObjectProblem(RawResponse response)
-    {
-        try
-        {
-            using var document = JsonDocument.Parse(response.Body);
-            if (!document.RootElement.TryGetProperty("error", out var error) || error.ValueKind != JsonValueKind.Object)
-            {
-                return $"{response.Status} without an error object: {Shorten(response.Text)}";
-            }
-
-            if (!error.TryGetProperty("message", out var message) || message.ValueKind != JsonValueKind.String || message.GetString()!.Length == 0
-                || !error.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String
-                || !error.TryGetProperty("param", out var param) || param.ValueKind is not (JsonValueKind.String or JsonValueKind.Null)
-                || !error.TryGetProperty("code", out var code) || code.ValueKind is not (JsonValueKind.String or JsonValueKind.Null))
-            {
-                return $"{response.Status} with an incomplete error object: {Shorten(response.Text)}";
-            }
-
-            return null;
-        }
-        catch (JsonException)
-        {
-            return $"{response.Status} whose body is not JSON: {Shorten(response.Text)}";
-        }
-    }
-
-    private static string Show(byte[] request)
-    {
-        var text = new StringBuilder();
-        foreach (var b in request.Take(600))
-        {
-            text.Append(b is >= 0x20 and < 0x7F ? ((char)b).ToString() : b is (byte)'\r' ? "\\r" : b is (byte)'\n' ? "\\n" : $"\\x{b:X2}");
-        }
-
-        return request.Length > 600 ? text + $"... ({request.Length} bytes)" : text.ToString();
-    }
-
-    private static string Shorten(string text) => text.Length > 300 ? text[..300] + "..." : text;
 }
