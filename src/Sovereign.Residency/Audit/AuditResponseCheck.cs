@@ -34,18 +34,26 @@ public static partial class AuditResponseCheck
     public static async Task<Result> CheckAsync(Stream export, Stream responses, CancellationToken cancellationToken = default)
     {
         var entries = await ReadEntriesAsync(export, cancellationToken);
-        var byRequest = new Dictionary<string, List<Entry>>(StringComparer.Ordinal);
+        var index = new Index();
         foreach (var e in entries)
         {
             if (e.RequestId is { } id)
             {
-                if (!byRequest.TryGetValue(id, out var list))
+                if (!index.ByRequest.TryGetValue(id, out var list))
                 {
-                    byRequest[id] = list = [];
+                    index.ByRequest[id] = list = [];
                 }
 
                 list.Add(e);
             }
+
+            // The first of each, as a scan in file order finds: one lookup per kept response, not a pass over the export.
+            if (e.Kind == "inference" && e.ResponseId is { } responseId)
+            {
+                index.ByResponse.TryAdd(responseId, e);
+            }
+
+            index.ByPosition.TryAdd((e.Chain, e.Sequence), e);
         }
 
         var problems = new List<AuditProblem>();
@@ -76,7 +84,7 @@ public static partial class AuditResponseCheck
                 throw new FormatException($"line {lineNumber} of the responses file is not a JSON object.");
             }
 
-            if (Check(r, entries, byRequest, problems))
+            if (Check(r, index, problems))
             {
                 checkedCount++;
             }
@@ -85,8 +93,18 @@ public static partial class AuditResponseCheck
         return new Result(checkedCount, problems);
     }
 
+    /// <summary>The export's full entries by request id (in file order), by the response id an outcome states, and by chain and sequence.</summary>
+    private sealed class Index
+    {
+        public Dictionary<string, List<Entry>> ByRequest { get; } = new(StringComparer.Ordinal);
+
+        public Dictionary<string, Entry> ByResponse { get; } = new(StringComparer.Ordinal);
+
+        public Dictionary<(string? Chain, long Sequence), Entry> ByPosition { get; } = [];
+    }
+
     /// <summary>One response line; false when it claims no decision (not counted).</summary>
-    private static bool Check(JsonElement r, List<Entry> entries, Dictionary<string, List<Entry>> byRequest, List<AuditProblem> problems)
+    private static bool Check(JsonElement r, Index index, List<AuditProblem> problems)
     {
         var auditId = String(r, "audit_id");
         var bodyId = String(r, "id") is { Length: > 0 } body ? body : null;
@@ -97,7 +115,7 @@ public static partial class AuditResponseCheck
         if (id is null && bodyId is not null)
         {
             // Only the body kept (its headers dropped): the outcome entry that names its id is the request's.
-            var named = entries.Find(e => e.Kind == "inference" && e.ResponseId == bodyId);
+            var named = index.ByResponse.GetValueOrDefault(bodyId);
             if (named?.RequestId is null)
             {
                 Problem($"response {DisplayText.Shortened(bodyId, 200)}", "no outcome entry names this response id (details.response_id)");
@@ -117,7 +135,7 @@ public static partial class AuditResponseCheck
             Problem(at, $"x-request-id {DisplayText.Shortened(requestId, 200)} differs from x-sovereign-audit-id");
         }
 
-        if (!byRequest.TryGetValue(id, out var found))
+        if (!index.ByRequest.TryGetValue(id, out var found))
         {
             Problem(at, "no entry has this request_id");
             return true;
@@ -132,7 +150,7 @@ public static partial class AuditResponseCheck
 
         // A request may be decided more than once under its id (failed over, or decided again and refused): the
         // response answers the decision its outcome followed, or the last one when there is no outcome (a refusal).
-        var outcomeAt = found.FindIndex(e => e.Kind == "inference" && e.Action is "inference.completed" or "inference.interrupted");
+        var outcomeAt = found.FindIndex(e => e.Kind == "inference" && e.Action is AuditActions.InferenceCompleted or AuditActions.InferenceInterrupted);
         var followed = (outcomeAt >= 0 ? found.Take(outcomeAt) : found).LastOrDefault(IsDecision) ?? found.Last(IsDecision);
         var hasJurisdiction = r.TryGetProperty("jurisdiction", out var jurisdictionValue);
         var jurisdiction = hasJurisdiction && jurisdictionValue.ValueKind == JsonValueKind.String ? jurisdictionValue.GetString() : null;
@@ -150,7 +168,7 @@ public static partial class AuditResponseCheck
         // A 200's headers leave before its end is known: a stream its client closed, one cut by an error event, one
         // whose process was killed mid-answer all began as 200s. Only an outcome that ran can have answered 200.
         var outcome = outcomeAt >= 0 ? found[outcomeAt] : null;
-        var ran = outcome is not null && (outcome.Action == "inference.interrupted" || outcome.Outcome is "completed" or "cancelled" or "failed" or "interrupted");
+        var ran = outcome is not null && (outcome.Action == AuditActions.InferenceInterrupted || outcome.Outcome is "completed" or "cancelled" or "failed" or "interrupted");
         var status = r.TryGetProperty("status", out var statusValue) && statusValue.ValueKind == JsonValueKind.Number && statusValue.TryGetInt32(out var s) ? s : (int?)null;
         if (status == 200 && refused)
         {
@@ -185,7 +203,7 @@ public static partial class AuditResponseCheck
                 var chain = m.Groups[1].Success ? m.Groups[1].Value : null;
                 var sequence = long.TryParse(m.Groups[2].Value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var n) ? n : -1;
                 var hash = m.Groups[3].Value;
-                var named = entries.Find(e => e.Sequence == sequence && e.Chain == chain);
+                var named = index.ByPosition.GetValueOrDefault((chain, sequence));
                 var label = $"entry {DisplayText.Shortened(m.Groups[2].Value, 40)}{(chain is null ? "" : $" of chain {DisplayText.Shortened(chain, 200)}")}";
                 if (named is null)
                 {
